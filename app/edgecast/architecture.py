@@ -1,0 +1,116 @@
+"""The SBN-style network's hyper-parameters and weight layout, without any ML framework.
+
+Stacked boosters: a linear base learner forecasts each horizon hour from the same hour on
+previous days (the series seen as cascading univariate series, one per hour of the horizon),
+then each booster adds a correction to the previous stage's forecast. Every stage applies the
+same weights at every horizon step (parameter sharing, equivariance over time steps); only a
+small context layer sees the whole input window.
+
+The layout lives here, apart from Keras, so an edge node can check a bundle's weights before
+it loads any framework, and so a bundle stays readable by any framework version.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from edgecast.calendar import CALENDAR_FEATURES
+
+ARCHITECTURE_NAME = "sbn"
+ARCHITECTURE_VERSION = 1
+
+
+class ArchitectureError(ValueError):
+    """Hyper-parameters that do not describe a buildable network."""
+
+
+@dataclass(frozen=True)
+class SBNConfig:
+    window: int = 600
+    horizon: int = 24
+    lag_days: int = 21
+    context_units: int = 32
+    booster_units: int = 32
+    boosters: int = 3
+    use_temperature: bool = False
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if field.type == "int" and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ArchitectureError(f"{field.name} must be an integer, got {value!r}")
+        if self.horizon < 1 or self.lag_days < 1 or self.boosters < 0:
+            raise ArchitectureError("horizon and lag_days must be >= 1, boosters >= 0")
+        if self.context_units < 1 or self.booster_units < 1:
+            raise ArchitectureError("context_units and booster_units must be >= 1")
+        needed = self.min_window()
+        if self.window < needed:
+            raise ArchitectureError(
+                f"window {self.window} is too short for horizon {self.horizon} and "
+                f"lag_days {self.lag_days}: it must be at least {needed} hours"
+            )
+
+    def min_window(self) -> int:
+        """Shortest window that holds every lag of every horizon step."""
+        return max(
+            24 * (math.ceil((step + 1) / 24) + self.lag_days - 1) - step
+            for step in range(self.horizon)
+        )
+
+    @property
+    def calendar_width(self) -> int:
+        return len(CALENDAR_FEATURES)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": ARCHITECTURE_NAME, "version": ARCHITECTURE_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> SBNConfig:
+        if data.get("name") != ARCHITECTURE_NAME or data.get("version") != ARCHITECTURE_VERSION:
+            raise ArchitectureError(
+                f"unsupported architecture {data.get('name')!r} version {data.get('version')!r}"
+                f" (this edgecast reads {ARCHITECTURE_NAME!r} version {ARCHITECTURE_VERSION})"
+            )
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names - {"name", "version"})
+        if unknown:
+            raise ArchitectureError(f"unknown hyper-parameter(s) {unknown}")
+        return cls(**{k: v for k, v in data.items() if k in names})  # type: ignore[arg-type]
+
+
+def lag_indices(config: SBNConfig) -> np.ndarray:
+    """Window positions of the same hour on previous days, for each horizon step.
+
+    Row h (target hour last+h+1) lists the ``lag_days`` most recent observed hours at the same
+    time of day, newest first.
+    """
+    rows = []
+    for step in range(config.horizon):
+        first_day = math.ceil((step + 1) / 24)
+        rows.append([config.window + step - 24 * (first_day + k) for k in range(config.lag_days)])
+    indices = np.asarray(rows, dtype=np.int32)
+    if indices.min() < 0:  # guarded by SBNConfig.__post_init__
+        raise ArchitectureError("lag indices fall before the start of the window")
+    return indices
+
+
+def expected_weight_shapes(config: SBNConfig) -> dict[str, tuple[int, ...]]:
+    """Name and shape of every weight, in the order the network creates them."""
+    context_in = config.window * (2 if config.use_temperature else 1)
+    step_features = config.lag_days + config.calendar_width
+    shapes: dict[str, tuple[int, ...]] = {
+        "context/kernel": (context_in, config.context_units),
+        "context/bias": (config.context_units,),
+        "base/kernel": (step_features, 1),
+        "base/bias": (1,),
+    }
+    booster_in = 1 + step_features + config.context_units
+    for i in range(config.boosters):
+        shapes[f"booster_{i}_hidden/kernel"] = (booster_in, config.booster_units)
+        shapes[f"booster_{i}_hidden/bias"] = (config.booster_units,)
+        shapes[f"booster_{i}_out/kernel"] = (config.booster_units, 1)
+        shapes[f"booster_{i}_out/bias"] = (1,)
+    return shapes

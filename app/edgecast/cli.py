@@ -1,0 +1,236 @@
+"""``edgecast``: train in the cloud, verify bundles, serve and query predictions on the edge."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from edgecast.architecture import SBNConfig
+from edgecast.data import DEFAULT_DATA_DIR, list_buildings, load_building
+
+DEFAULT_STORE = Path("var/models")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from edgecast.training import TrainOptions, format_metrics, train
+
+    config = SBNConfig(
+        window=args.window,
+        horizon=args.horizon,
+        boosters=args.boosters,
+        use_temperature=args.temperature,
+    )
+    for building in args.building or list_buildings(args.data_dir):
+        result = train(
+            TrainOptions(
+                building=building,
+                out_dir=args.out,
+                data_dir=args.data_dir,
+                config=config,
+                epochs=args.epochs,
+                seed=args.seed,
+                litert=not args.no_litert,
+                signing_key_path=args.signing_key,
+            ),
+            log=lambda message: print(message, file=sys.stderr),
+        )
+        print(format_metrics(building, result.metrics))
+        print(f"bundle: {result.bundle_path}")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from edgecast.bundle import BundleError, load_bundle
+    from edgecast.forecaster import ParityError, load_forecaster
+    from edgecast.signing import SigningError, load_public_key
+
+    try:
+        public_key = load_public_key(args.public_key) if args.public_key else None
+        bundle = load_bundle(args.bundle, public_key)
+        print(
+            f"{bundle.model_id}: {len(bundle.manifest['files'])} files match their sha256, "  # type: ignore[arg-type]
+            f"signature {'verified' if bundle.signed else 'absent (unsigned bundle)'}, "
+            "weights match the architecture"
+        )
+        runtimes = (
+            []
+            if args.runtime == "none"
+            else (["keras", "litert"] if args.runtime == "all" else [args.runtime])
+        )
+        for runtime in runtimes:
+            if runtime == "litert" and bundle.litert_model is None and args.runtime == "all":
+                print("litert: skipped, the bundle has no model.tflite")
+                continue
+            _, report = load_forecaster(bundle, runtime)
+            print(
+                f"{runtime}: parity ok, {report.cases} reference forecasts within tolerance "
+                f"(max diff {report.max_abs_diff:.3g} kWh)"
+            )
+    except (BundleError, ParityError, SigningError) as exc:
+        print(f"REFUSED {args.bundle}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from edgecast.predictor.config import ConfigError, PredictorConfig, read_admin_token
+    from edgecast.predictor.server import serve
+
+    try:
+        config = PredictorConfig(
+            model_store=args.store,
+            model_id=args.model_id,
+            runtime=args.runtime,
+            public_key_path=args.public_key,
+            admin_token=read_admin_token(args.admin_token_file),
+            max_body_bytes=args.max_body_bytes,
+            host=args.host,
+            port=args.port,
+            threads=args.threads,
+            shutdown_delay_s=args.shutdown_delay,
+            drain_timeout_s=args.drain_timeout,
+        )
+    except ConfigError as exc:
+        print(f"edgecast serve: {exc}", file=sys.stderr)
+        return 2
+    return serve(config)
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from edgecast.signing import generate_keypair
+
+    key = generate_keypair(args.private, args.public)
+    print(
+        f"key id {key}: private key {args.private} (keep it in the cloud), public key {args.public}"
+    )
+    return 0
+
+
+def _cmd_pack(args: argparse.Namespace) -> int:
+    from edgecast.bundle import BundleError, pack_bundle
+
+    try:
+        print(pack_bundle(args.bundle, args.output))
+    except BundleError as exc:
+        print(f"REFUSED {args.bundle}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    """Sends the last ``window`` hours of a shipped building and prints the forecast."""
+    frame = load_building(args.building, args.data_dir, weather_station=None)
+    series = frame["load"].interpolate(limit_area="inside").dropna()
+    window = series.iloc[-args.window :]
+    body = {
+        "loads": [round(float(v), 3) for v in window],
+        "last_timestamp": window.index[-1].strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    request = urllib.request.Request(
+        f"{args.url.rstrip('/')}/v1/predict",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.load(response)
+    except urllib.error.HTTPError as exc:
+        print(f"HTTP {exc.code}: {exc.read().decode()}", file=sys.stderr)
+        return 1
+    print(
+        f"forecast by {answer['model_id']} ({answer['runtime']} runtime) for {args.building}, "
+        f"after {body['last_timestamp']}:"
+    )
+    for stamp, value in zip(answer["timestamps"], answer["forecast_kwh"], strict=True):
+        print(f"  {stamp}  {value:8.2f} kWh")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgecast", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train on a building's data and write a model bundle")
+    train.add_argument("--building", action="append", help="building id (repeatable; default all)")
+    train.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    train.add_argument("--out", type=Path, default=DEFAULT_STORE, help="folder to write bundles to")
+    train.add_argument("--window", type=int, default=600, help="input hours (default 600)")
+    train.add_argument("--horizon", type=int, default=24, help="forecast hours (default 24)")
+    train.add_argument("--boosters", type=int, default=3)
+    train.add_argument("--epochs", type=int, default=40, help="maximum epochs (early stopping)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--temperature", action="store_true", help="use outdoor temperature too")
+    train.add_argument("--no-litert", action="store_true", help="skip the LiteRT export")
+    train.add_argument("--signing-key", type=Path, help="Ed25519 private key (PEM) to sign with")
+    train.set_defaults(func=_cmd_train)
+
+    verify = sub.add_parser("verify", help="check a bundle and say exactly what is wrong")
+    verify.add_argument("bundle", type=Path, help="bundle directory or tar archive")
+    verify.add_argument("--public-key", type=Path, help="require a signature by this key")
+    verify.add_argument(
+        "--runtime",
+        choices=["keras", "litert", "all", "none"],
+        default="all",
+        help="runtimes to pass the parity gate on (default all)",
+    )
+    verify.set_defaults(func=_cmd_verify)
+
+    serve = sub.add_parser("serve", help="serve predictions over HTTP (waitress)")
+    serve.add_argument("--store", type=Path, default=DEFAULT_STORE, help="model store folder")
+    serve.add_argument("--model-id", help="model to serve first (default: newest in the store)")
+    serve.add_argument("--runtime", choices=["keras", "litert"], default="keras")
+    serve.add_argument("--public-key", type=Path, help="only serve bundles signed by this key")
+    serve.add_argument(
+        "--admin-token-file",
+        type=Path,
+        help="enables the admin API (also EDGECAST_ADMIN_TOKEN[_FILE])",
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--threads", type=int, default=4)
+    serve.add_argument("--max-body-bytes", type=int, default=64 * 1024)
+    serve.add_argument(
+        "--shutdown-delay",
+        type=float,
+        default=0.0,
+        help="seconds to keep serving, not ready, after SIGTERM",
+    )
+    serve.add_argument("--drain-timeout", type=float, default=30.0)
+    serve.set_defaults(func=_cmd_serve)
+
+    keygen = sub.add_parser("keygen", help="create an Ed25519 key pair for signing bundles")
+    keygen.add_argument("--private", type=Path, required=True)
+    keygen.add_argument("--public", type=Path, required=True)
+    keygen.set_defaults(func=_cmd_keygen)
+
+    pack = sub.add_parser("pack", help="write a verified bundle directory as a .tar.gz")
+    pack.add_argument("bundle", type=Path)
+    pack.add_argument("-o", "--output", type=Path, required=True)
+    pack.set_defaults(func=_cmd_pack)
+
+    query = sub.add_parser("query", help="ask a predictor for a forecast from shipped data")
+    query.add_argument("--url", default="http://127.0.0.1:8080")
+    query.add_argument("--building", default="b13")
+    query.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    query.add_argument("--window", type=int, default=600)
+    query.set_defaults(func=_cmd_query)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

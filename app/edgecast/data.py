@@ -1,0 +1,103 @@
+"""Load hourly building electricity (and optional outdoor temperature) as a clean UTC series.
+
+The archive replaces missing or invalid meter readings by 0, so a zero (or negative) hour is
+treated as missing, never as a real zero. Gaps in the timestamps become missing hours too, so
+the returned frame always has one row per hour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "cambridge-estates"
+DEFAULT_WEATHER_STATION = "bedford"
+
+
+class DataError(ValueError):
+    """The data set cannot be read as an hourly series."""
+
+
+@dataclass(frozen=True)
+class SeriesSummary:
+    """What a bundle records about the data it was trained on."""
+
+    building: str
+    start: str
+    end: str
+    hours: int
+    missing_load_hours: int
+    with_temperature: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _read_hourly_csv(paths: list[Path], value_columns: dict[str, str]) -> pd.DataFrame:
+    """Read CSV files into one frame indexed by hour (UTC); unparsable cells become NaN."""
+    frames = []
+    for path in paths:
+        raw = pd.read_csv(path, dtype=str)
+        if "datetime" not in raw.columns:
+            raise DataError(f"{path}: no 'datetime' column (columns: {list(raw.columns)})")
+        missing = [c for c in value_columns if c not in raw.columns]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {missing}")
+        stamps = pd.to_datetime(raw["datetime"], errors="coerce", utc=True)
+        values = {
+            name: pd.to_numeric(raw[col], errors="coerce") for col, name in value_columns.items()
+        }
+        frame = pd.DataFrame(values)
+        frame.index = pd.DatetimeIndex(stamps, name="time")
+        frames.append(frame)
+    if not frames:
+        raise DataError("no CSV files found")
+    data = pd.concat(frames)
+    data = data[data.index.notna()]
+    # Readings that are not on the hour do not belong to an hourly series.
+    data = data[(data.index.minute == 0) & (data.index.second == 0)]
+    data = data[~data.index.duplicated(keep="first")].sort_index()
+    if data.empty:
+        raise DataError("no hourly rows with a valid timestamp")
+    full = pd.date_range(data.index[0], data.index[-1], freq="h", tz="UTC", name="time")
+    return data.reindex(full)
+
+
+def load_building(
+    building: str,
+    data_dir: Path = DEFAULT_DATA_DIR,
+    weather_station: str | None = DEFAULT_WEATHER_STATION,
+) -> pd.DataFrame:
+    """Hourly frame with column ``load`` (kWh, NaN where missing) and optionally ``temperature``."""
+    building_dir = Path(data_dir) / "electricity" / building
+    paths = sorted(building_dir.glob("*.csv"))
+    if not paths:
+        known = sorted(p.name for p in (Path(data_dir) / "electricity").glob("*"))
+        raise DataError(f"no data for building {building!r} in {building_dir} (known: {known})")
+    frame = _read_hourly_csv(paths, {"equipment load [kWh]": "load"})
+    frame.loc[~(frame["load"] > 0), "load"] = np.nan
+    if weather_station:
+        weather_paths = sorted((Path(data_dir) / "weather" / weather_station).glob("*.csv"))
+        if not weather_paths:
+            raise DataError(f"no weather data for station {weather_station!r} in {data_dir}")
+        weather = _read_hourly_csv(weather_paths, {"air_temperature [degC]": "temperature"})
+        frame = frame.join(weather, how="left")
+    return frame
+
+
+def summarize(building: str, frame: pd.DataFrame) -> SeriesSummary:
+    return SeriesSummary(
+        building=building,
+        start=frame.index[0].isoformat(),
+        end=frame.index[-1].isoformat(),
+        hours=len(frame),
+        missing_load_hours=int(frame["load"].isna().sum()),
+        with_temperature="temperature" in frame.columns,
+    )
+
+
+def list_buildings(data_dir: Path = DEFAULT_DATA_DIR) -> list[str]:
+    return sorted(p.name for p in (Path(data_dir) / "electricity").iterdir() if p.is_dir())

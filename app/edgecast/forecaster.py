@@ -1,0 +1,91 @@
+"""A verified bundle on a runtime: forecasts in kWh, and the parity gate.
+
+A forecaster exists only after the runtime has reproduced the cloud's reference forecasts
+within the bundle's tolerance on this machine (the paper's parity experiment, made a gate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgecast.bundle import Bundle
+from edgecast.features import model_inputs, to_kwh
+from edgecast.runtimes import Runtime, create_runtime
+
+
+class ParityError(ValueError):
+    """The runtime does not reproduce the bundle's reference outputs."""
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    cases: int
+    max_abs_diff: float
+    worst_allowed: float
+    ok: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "cases": self.cases,
+            "max_abs_diff_kwh": self.max_abs_diff,
+            "allowed_kwh_at_worst": self.worst_allowed,
+            "ok": self.ok,
+        }
+
+
+class Forecaster:
+    def __init__(self, bundle: Bundle, runtime: Runtime) -> None:
+        self.bundle = bundle
+        self.runtime = runtime
+        self.config = bundle.config
+        self.scaling = bundle.scaling
+
+    @property
+    def model_id(self) -> str:
+        return self.bundle.model_id
+
+    def forecast_batch(
+        self,
+        loads: np.ndarray,
+        last_timestamps: np.ndarray,
+        temperatures: np.ndarray | None = None,
+    ) -> np.ndarray:
+        inputs = model_inputs(self.config, self.scaling, loads, last_timestamps, temperatures)
+        return to_kwh(self.scaling, self.runtime.predict(inputs))
+
+    def forecast(
+        self, loads: np.ndarray, last_timestamp: int, temperatures: np.ndarray | None = None
+    ) -> np.ndarray:
+        return self.forecast_batch(
+            loads[None, :],
+            np.asarray([last_timestamp], dtype=np.int64),
+            None if temperatures is None else temperatures[None, :],
+        )[0]
+
+    def check_parity(self) -> ParityReport:
+        ref = self.bundle.reference
+        edge = self.forecast_batch(ref.loads, ref.last_timestamps, ref.temperatures)
+        diff = np.abs(edge - ref.outputs)
+        allowed = self.bundle.tolerance.atol + self.bundle.tolerance.rtol * np.abs(ref.outputs)
+        worst = int(np.argmax(diff - allowed))
+        return ParityReport(
+            cases=len(ref.outputs),
+            max_abs_diff=float(diff.max()) if np.isfinite(diff).all() else float("inf"),
+            worst_allowed=float(allowed.flat[worst]),
+            ok=bool(np.isfinite(edge).all() and (diff <= allowed).all()),
+        )
+
+
+def load_forecaster(bundle: Bundle, runtime_name: str) -> tuple[Forecaster, ParityReport]:
+    """Builds the runtime and passes the parity gate, or raises ParityError with the figures."""
+    forecaster = Forecaster(bundle, create_runtime(runtime_name, bundle))
+    report = forecaster.check_parity()
+    if not report.ok:
+        raise ParityError(
+            f"parity check failed on the {runtime_name} runtime: forecasts differ from the "
+            f"bundle's reference outputs by up to {report.max_abs_diff:.6g} kWh, allowed "
+            f"{report.worst_allowed:.6g} kWh ({report.cases} reference cases)"
+        )
+    return forecaster, report

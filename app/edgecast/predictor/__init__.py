@@ -1,0 +1,1 @@
+"""The edge predictor: a Flask application served by waitress."""

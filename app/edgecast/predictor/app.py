@@ -1,0 +1,216 @@
+"""The predictor's Flask application factory: prediction API, probes, metrics, admin swap."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+
+from flask import Blueprint, Flask, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from werkzeug.exceptions import HTTPException
+
+from edgecast.bundle import BundleError
+from edgecast.forecaster import ParityError
+from edgecast.predictor.config import PredictorConfig
+from edgecast.predictor.holder import ModelHolder, ServingModel, SwapInProgress
+from edgecast.predictor.observability import PredictorMetrics
+from edgecast.predictor.validation import (
+    RequestError,
+    finite_or_error,
+    iso_hours,
+    parse_json,
+    parse_predict_request,
+)
+
+log = logging.getLogger("edgecast.predictor")
+
+
+@dataclass
+class PredictorState:
+    config: PredictorConfig
+    holder: ModelHolder
+    metrics: PredictorMetrics
+    load_error: str | None = None
+
+    def record_model(self, serving: ServingModel) -> None:
+        self.metrics.model_info.clear()
+        self.metrics.model_info.labels(serving.model_id, self.config.runtime).set(1)
+        self.metrics.parity_diff.set(serving.parity.max_abs_diff)
+        self.metrics.swap_seconds.set(serving.load_seconds)
+
+
+def _error(message: str, status: int, **extra: object) -> tuple[Response, int]:
+    return jsonify({"error": message, "status": status, **extra}), status
+
+
+def _model_view(serving: ServingModel | None) -> dict[str, object] | None:
+    if serving is None:
+        return None
+    return {
+        "model_id": serving.model_id,
+        "loaded_at": serving.loaded_at,
+        "load_seconds": round(serving.load_seconds, 4),
+        "parity": serving.parity.to_dict(),
+    }
+
+
+def _api(state: PredictorState) -> Blueprint:
+    api = Blueprint("api", __name__)
+    holder, metrics, runtime = state.holder, state.metrics, state.config.runtime
+
+    @api.post("/v1/predict")
+    def predict() -> tuple[Response, int] | Response:
+        started = time.perf_counter()
+        if request.mimetype != "application/json":
+            raise RequestError("Content-Type must be application/json", status=415)
+        serving = holder.current  # this request finishes on this model, whatever swaps happen
+        if serving is None:
+            return _error("no model is loaded yet", 503, reason=state.load_error)
+        body = request.get_data(cache=False)
+        forecaster = serving.forecaster
+        parsed = parse_predict_request(parse_json(body), forecaster.config)
+        values = forecaster.forecast(parsed.loads, parsed.last_timestamp, parsed.temperatures)
+        horizon = forecaster.config.horizon
+        response = jsonify(
+            {
+                "model_id": serving.model_id,
+                "runtime": runtime,
+                "timestamps": iso_hours(parsed.last_timestamp + 3600, horizon),
+                "forecast_kwh": finite_or_error(values),
+            }
+        )
+        metrics.predict_latency.observe(time.perf_counter() - started)
+        return response
+
+    @api.get("/healthz")
+    def healthz() -> Response:
+        return jsonify({"status": "alive"})
+
+    @api.get("/readyz")
+    def readyz() -> tuple[Response, int]:
+        serving = holder.current
+        if holder.ready and serving is not None:
+            return jsonify({"ready": True, "model_id": serving.model_id}), 200
+        reason = "shutting down" if holder.draining else (state.load_error or "loading model")
+        return jsonify({"ready": False, "reason": reason}), 503
+
+    @api.get("/v1/model")
+    def model() -> tuple[Response, int]:
+        serving = holder.current
+        if serving is None:
+            return _error("no model is loaded yet", 503, reason=state.load_error)
+        return jsonify(
+            {
+                **_model_view(serving),  # type: ignore[dict-item]
+                "runtime": runtime,
+                "manifest": serving.forecaster.bundle.summary(),
+                "previous": _model_view(holder.previous),
+            }
+        ), 200
+
+    @api.get("/metrics")
+    def prometheus() -> Response:
+        metrics.ready.set(1 if holder.ready else 0)
+        return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+
+    return api
+
+
+def _admin(state: PredictorState, token: str) -> Blueprint:
+    admin = Blueprint("admin", __name__, url_prefix="/admin/v1")
+    expected = f"Bearer {token}".encode()
+
+    @admin.before_request
+    def authenticate() -> tuple[Response, int] | None:
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            response, status = _error("missing or wrong bearer token", 401)
+            response.headers["WWW-Authenticate"] = 'Bearer realm="edgecast-admin"'
+            return response, status
+        return None
+
+    @admin.post("/models")
+    def swap() -> tuple[Response, int]:
+        if request.mimetype != "application/json":
+            raise RequestError("Content-Type must be application/json", status=415)
+        payload = parse_json(request.get_data(cache=False))
+        if not isinstance(payload, dict) or set(payload) != {"model_id"}:
+            raise RequestError('the body must be {"model_id": "<a model in the store>"}')
+        old = state.holder.current
+        try:
+            serving = state.holder.load(payload["model_id"])
+        except SwapInProgress as exc:
+            return _error(str(exc), 409)
+        except LookupError as exc:
+            state.metrics.swaps.labels("refused").inc()
+            return _error(str(exc), 404)
+        except (BundleError, ParityError) as exc:
+            state.metrics.swaps.labels("refused").inc()
+            log.warning("refused model %s: %s", payload["model_id"], exc)
+            return _error(
+                f"bundle refused: {exc}",
+                422,
+                serving_model_id=old.model_id if old else None,
+            )
+        state.metrics.swaps.labels("loaded").inc()
+        state.record_model(serving)
+        log.info(
+            "now serving %s (loaded and verified in %.3f s)", serving.model_id, serving.load_seconds
+        )
+        return jsonify(
+            {
+                **_model_view(serving),  # type: ignore[dict-item]
+                "previous_model_id": old.model_id if old else None,
+            }
+        ), 200
+
+    @admin.post("/rollback")
+    def rollback() -> tuple[Response, int]:
+        try:
+            serving = state.holder.rollback()
+        except LookupError as exc:
+            return _error(str(exc), 409)
+        state.metrics.swaps.labels("rollback").inc()
+        state.record_model(serving)
+        log.info("rolled back to %s", serving.model_id)
+        return jsonify(
+            {"model_id": serving.model_id, "previous_model_id": state.holder.previous.model_id}
+        ), 200  # type: ignore[union-attr]
+
+    return admin
+
+
+def create_app(state: PredictorState) -> Flask:
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = state.config.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["edgecast"] = state
+    app.register_blueprint(_api(state))
+    if state.config.admin_token:
+        app.register_blueprint(_admin(state, state.config.admin_token))
+
+    @app.errorhandler(RequestError)
+    def bad_request(exc: RequestError) -> tuple[Response, int]:
+        return _error(str(exc), exc.status)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        message = exc.description or exc.name
+        if exc.code == 413:
+            message = f"body is larger than the limit of {state.config.max_body_bytes} bytes"
+        return _error(message, exc.code or 500)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> tuple[Response, int]:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return _error(f"internal error: {type(exc).__name__}", 500)
+
+    @app.after_request
+    def count(response: Response) -> Response:
+        rule = request.url_rule.rule if request.url_rule else "unmatched"
+        state.metrics.requests.labels(rule, str(response.status_code)).inc()
+        return response
+
+    return app

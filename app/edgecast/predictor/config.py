@@ -1,0 +1,56 @@
+"""Predictor configuration: passed in, never read from globals by the application."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgecast.runtimes import RUNTIMES
+
+TOKEN_ENV = "EDGECAST_ADMIN_TOKEN"
+TOKEN_FILE_ENV = "EDGECAST_ADMIN_TOKEN_FILE"
+MIN_TOKEN_LENGTH = 16
+
+
+class ConfigError(ValueError):
+    """A configuration the predictor refuses to start with."""
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    model_store: Path
+    model_id: str | None = None
+    runtime: str = "keras"
+    public_key_path: Path | None = None
+    admin_token: str | None = None
+    max_body_bytes: int = 64 * 1024
+    host: str = "127.0.0.1"
+    port: int = 8080
+    threads: int = 4
+    shutdown_delay_s: float = 0.0
+    drain_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
+        if self.admin_token is not None and len(self.admin_token) < MIN_TOKEN_LENGTH:
+            raise ConfigError(f"the admin token must be at least {MIN_TOKEN_LENGTH} characters")
+        if self.max_body_bytes < 1024:
+            raise ConfigError("max_body_bytes must be at least 1024")
+
+
+def read_admin_token(token_file: Path | None = None) -> str | None:
+    """The admin token from a file (preferred) or the environment; None disables admin routes."""
+    path = token_file or (
+        Path(os.environ[TOKEN_FILE_ENV]) if TOKEN_FILE_ENV in os.environ else None
+    )
+    if path is not None:
+        try:
+            token = Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the admin token file {path}: {exc.strerror}") from None
+        if not token:
+            raise ConfigError(f"the admin token file {path} is empty")
+        return token
+    return os.environ.get(TOKEN_ENV) or None

@@ -1,0 +1,152 @@
+"""Run the predictor under waitress, load its model in the background, and shut down gracefully.
+
+waitress stops at once on SIGTERM; a predictor behind a Kubernetes Service must instead stop
+being ready, keep answering until the endpoint is gone, finish in-flight requests, then exit.
+"""
+
+from __future__ import annotations
+
+import _thread
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from types import FrameType
+
+import waitress
+from prometheus_client import Gauge
+from werkzeug.wsgi import ClosingIterator
+
+from edgecast.bundle import BundleError, load_bundle_dir
+from edgecast.forecaster import ParityError, load_forecaster
+from edgecast.predictor.app import PredictorState, create_app
+from edgecast.predictor.config import PredictorConfig
+from edgecast.predictor.holder import ModelHolder
+from edgecast.predictor.observability import PredictorMetrics
+from edgecast.signing import load_public_key
+from edgecast.store import ModelStore
+
+log = logging.getLogger("edgecast.predictor")
+# waitress answers bodies over its own limit in plain text before the app sees them; keep that
+# limit well above the app's so every ordinary over-limit body gets the app's JSON 413.
+WAITRESS_BODY_FACTOR = 16
+
+
+class InflightTracker:
+    """WSGI middleware counting requests until their response has been handed to waitress."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], gauge: Gauge) -> None:
+        self.app = app
+        self.gauge = gauge
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.count -= 1
+        self.gauge.dec()
+
+    def __call__(self, environ: dict[str, object], start_response: Callable[..., object]) -> object:
+        with self._lock:
+            self.count += 1
+        self.gauge.inc()
+        try:
+            return ClosingIterator(self.app(environ, start_response), [self._leave])
+        except BaseException:
+            self._leave()
+            raise
+
+
+def build_state(config: PredictorConfig) -> PredictorState:
+    store = ModelStore(config.model_store)
+    public_key = load_public_key(config.public_key_path) if config.public_key_path else None
+
+    def loader(model_id: str):  # noqa: ANN202
+        return load_forecaster(load_bundle_dir(store.path_of(model_id), public_key), config.runtime)
+
+    return PredictorState(config, ModelHolder(loader), PredictorMetrics())
+
+
+def load_initial_model(state: PredictorState) -> None:
+    """Loads the configured (or newest) model; on failure stays alive and not ready, with why."""
+    config = state.config
+    try:
+        model_id = config.model_id or ModelStore(config.model_store).latest()
+        serving = state.holder.load(model_id)
+    except (BundleError, ParityError, LookupError) as exc:
+        state.load_error = f"model refused: {exc}"
+        log.error("%s", state.load_error)
+        return
+    state.record_model(serving)
+    log.info(
+        "ready: serving %s on the %s runtime (verified in %.2f s, parity max diff %.3g kWh)",
+        serving.model_id,
+        config.runtime,
+        serving.load_seconds,
+        serving.parity.max_abs_diff,
+    )
+
+
+class GracefulShutdown:
+    def __init__(self, server: object, state: PredictorState, tracker: InflightTracker) -> None:
+        self.server = server
+        self.state = state
+        self.tracker = tracker
+        self.started = False
+        self.drained = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.drained:
+            raise KeyboardInterrupt  # waitress's loop ends on it and joins its threads
+        if self.started:
+            return
+        self.started = True
+        self.state.holder.draining = True
+        log.info("signal %d: not ready any more, draining", signum)
+        threading.Thread(target=self._drain, name="drain", daemon=True).start()
+
+    def _pending_output(self) -> bool:
+        channels = getattr(self.server, "map", None) or getattr(self.server, "_map", {})
+        return any(getattr(ch, "total_outbufs_len", 0) for ch in list(channels.values()))
+
+    def _drain(self) -> None:
+        config = self.state.config
+        time.sleep(config.shutdown_delay_s)
+        deadline = time.monotonic() + config.drain_timeout_s
+        while (self.tracker.count or self._pending_output()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self.tracker.count:
+            log.warning("drain timeout: %d request(s) still in flight", self.tracker.count)
+        log.info("drained, exiting")
+        self.drained = True
+        _thread.interrupt_main(signal.SIGINT)
+
+
+def serve(config: PredictorConfig) -> int:
+    state = build_state(config)
+    app = create_app(state)
+    tracker = InflightTracker(app.wsgi_app, state.metrics.inflight)
+    app.wsgi_app = tracker  # type: ignore[method-assign]
+    server = waitress.create_server(
+        app,
+        host=config.host,
+        port=config.port,
+        threads=config.threads,
+        max_request_body_size=config.max_body_bytes * WAITRESS_BODY_FACTOR,
+        ident="edgecast",
+        clear_untrusted_proxy_headers=True,
+    )
+    shutdown = GracefulShutdown(server, state, tracker)
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    threading.Thread(target=load_initial_model, args=(state,), name="load", daemon=True).start()
+    log.info(
+        "listening on http://%s:%s (runtime %s, admin API %s)",
+        config.host,
+        server.effective_port,
+        config.runtime,  # type: ignore[attr-defined]
+        "on" if config.admin_token else "off",
+    )
+    server.run()
+    return 0
