@@ -364,6 +364,18 @@ def load_bundle(path: Path, public_key: Ed25519PublicKey | None = None) -> Bundl
         return load_bundle_dir(directory, public_key)
 
 
+def sign_bundle(directory: Path, signing_key: Ed25519PrivateKey) -> str:
+    """Signs an existing bundle after checking every digest; returns the key id used."""
+    directory = Path(directory)
+    manifest = _read_manifest(directory)
+    _read_files(directory, manifest)
+    manifest["signature"] = sign_manifest(manifest, signing_key)
+    staged = directory / f".{MANIFEST}.tmp"
+    staged.write_bytes(_json_bytes(manifest))
+    staged.replace(directory / MANIFEST)
+    return str(manifest["signature"]["key_id"])  # type: ignore[index]
+
+
 def pack_bundle(directory: Path, archive: Path) -> Path:
     """Writes ``directory`` as a gzip tar holding one folder named by the model_id."""
     manifest = _read_manifest(Path(directory))

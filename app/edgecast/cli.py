@@ -112,6 +112,19 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sign(args: argparse.Namespace) -> int:
+    from edgecast.bundle import BundleError, sign_bundle
+    from edgecast.signing import SigningError, load_private_key
+
+    try:
+        key = sign_bundle(args.bundle, load_private_key(args.key))
+    except (BundleError, SigningError) as exc:
+        print(f"REFUSED {args.bundle}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.bundle}: signed with key id {key}")
+    return 0
+
+
 def _cmd_pack(args: argparse.Namespace) -> int:
     from edgecast.bundle import BundleError, pack_bundle
 
@@ -208,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--private", type=Path, required=True)
     keygen.add_argument("--public", type=Path, required=True)
     keygen.set_defaults(func=_cmd_keygen)
+
+    sign = sub.add_parser("sign", help="sign a bundle's manifest with an Ed25519 private key")
+    sign.add_argument("bundle", type=Path)
+    sign.add_argument("--key", type=Path, required=True, help="private key (PEM)")
+    sign.set_defaults(func=_cmd_sign)
 
     pack = sub.add_parser("pack", help="write a verified bundle directory as a .tar.gz")
     pack.add_argument("bundle", type=Path)
