@@ -32,7 +32,7 @@ echo "== a forecast for the 24 hours after the shipped data ends"
 .venv/bin/edgecast query --url "http://127.0.0.1:$port" --building b13
 cat <<EOT
 == the predictor keeps running (pid $(cat var/predictor.pid)). Query it yourself:
-  .venv/bin/edgecast query --url http://127.0.0.1:$port --building b4
+  .venv/bin/edgecast query --url http://127.0.0.1:$port --building b13
   curl -s http://127.0.0.1:$port/v1/model
   curl -s http://127.0.0.1:$port/metrics
   curl -s -H 'Content-Type: application/json' http://127.0.0.1:$port/v1/predict \\

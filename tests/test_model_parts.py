@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from edgecast.architecture import ArchitectureError, SBNConfig, expected_weight_shapes, lag_indices
+from edgecast.architecture import ArchitectureError, SBNConfig, expected_weight_shapes, step_indices
 from edgecast.baselines import LinearBaseline, seasonal_naive
 from edgecast.calendar import calendar_features, horizon_timestamps
 from edgecast.metrics import accuracy
@@ -31,8 +31,9 @@ def test_calendar_features_know_the_hour_and_the_weekend():
 
 
 def test_lags_point_at_the_same_hour_on_previous_days():
-    config = SBNConfig(window=600, horizon=48, lag_days=3)
-    lags = lag_indices(config)
+    config = SBNConfig(window=600, horizon=48, lag_days=3, recent_hours=2)
+    lags = step_indices(config)[:, :3]
+    assert step_indices(config)[:, 3:].tolist() == [[598, 599]] * 48
     # Step 0 forecasts hour 600 (one after the last input, index 599): same hour = 576, 552, ...
     assert lags[0].tolist() == [576, 552, 528]
     # Step 30 forecasts hour 630: the newest same hour inside the window is 582.

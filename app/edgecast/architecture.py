@@ -4,7 +4,8 @@ Stacked boosters: a linear base learner forecasts each horizon hour from the sam
 previous days (the series seen as cascading univariate series, one per hour of the horizon),
 then each booster adds a correction to the previous stage's forecast. Every stage applies the
 same weights at every horizon step (parameter sharing, equivariance over time steps); only a
-small context layer sees the whole input window.
+small context layer sees the whole input window, and every step also sees the most recent
+hours (the current level of the series).
 
 The layout lives here, apart from Keras, so an edge node can check a bundle's weights before
 it loads any framework, and so a bundle stays readable by any framework version.
@@ -32,6 +33,7 @@ class SBNConfig:
     window: int = 600
     horizon: int = 24
     lag_days: int = 21
+    recent_hours: int = 24
     context_units: int = 32
     booster_units: int = 32
     boosters: int = 3
@@ -42,8 +44,10 @@ class SBNConfig:
             value = getattr(self, field.name)
             if field.type == "int" and (not isinstance(value, int) or isinstance(value, bool)):
                 raise ArchitectureError(f"{field.name} must be an integer, got {value!r}")
-        if self.horizon < 1 or self.lag_days < 1 or self.boosters < 0:
-            raise ArchitectureError("horizon and lag_days must be >= 1, boosters >= 0")
+        if self.horizon < 1 or self.lag_days < 1 or self.boosters < 0 or self.recent_hours < 0:
+            raise ArchitectureError(
+                "horizon and lag_days must be >= 1, boosters and recent_hours >= 0"
+            )
         if self.context_units < 1 or self.booster_units < 1:
             raise ArchitectureError("context_units and booster_units must be >= 1")
         needed = self.min_window()
@@ -56,8 +60,11 @@ class SBNConfig:
     def min_window(self) -> int:
         """Shortest window that holds every lag of every horizon step."""
         return max(
-            24 * (math.ceil((step + 1) / 24) + self.lag_days - 1) - step
-            for step in range(self.horizon)
+            self.recent_hours,
+            *(
+                24 * (math.ceil((step + 1) / 24) + self.lag_days - 1) - step
+                for step in range(self.horizon)
+            ),
         )
 
     @property
@@ -81,16 +88,18 @@ class SBNConfig:
         return cls(**{k: v for k, v in data.items() if k in names})  # type: ignore[arg-type]
 
 
-def lag_indices(config: SBNConfig) -> np.ndarray:
-    """Window positions of the same hour on previous days, for each horizon step.
+def step_indices(config: SBNConfig) -> np.ndarray:
+    """Window positions each horizon step reads: same hour on previous days, then recent hours.
 
     Row h (target hour last+h+1) lists the ``lag_days`` most recent observed hours at the same
-    time of day, newest first.
+    time of day, newest first, then the last ``recent_hours`` of the window, oldest first.
     """
+    recent = list(range(config.window - config.recent_hours, config.window))
     rows = []
     for step in range(config.horizon):
         first_day = math.ceil((step + 1) / 24)
-        rows.append([config.window + step - 24 * (first_day + k) for k in range(config.lag_days)])
+        same_hour = [config.window + step - 24 * (first_day + k) for k in range(config.lag_days)]
+        rows.append(same_hour + recent)
     indices = np.asarray(rows, dtype=np.int32)
     if indices.min() < 0:  # guarded by SBNConfig.__post_init__
         raise ArchitectureError("lag indices fall before the start of the window")
@@ -100,7 +109,7 @@ def lag_indices(config: SBNConfig) -> np.ndarray:
 def expected_weight_shapes(config: SBNConfig) -> dict[str, tuple[int, ...]]:
     """Name and shape of every weight, in the order the network creates them."""
     context_in = config.window * (2 if config.use_temperature else 1)
-    step_features = config.lag_days + config.calendar_width
+    step_features = config.lag_days + config.recent_hours + config.calendar_width
     shapes: dict[str, tuple[int, ...]] = {
         "context/kernel": (context_in, config.context_units),
         "context/bias": (config.context_units,),

@@ -210,7 +210,9 @@ def _read_files(directory: Path, manifest: dict[str, object]) -> dict[str, bytes
         if "/" in name or name in ("", ".", ".."):
             raise BundleError(f"manifest lists an unsafe file name {name!r}")
         path = directory / name
-        if path.is_symlink() or not path.exists():
+        if path.is_symlink():
+            raise BundleError(f"{name!r} is a symbolic link: bundle files must be regular files")
+        if not path.exists():
             raise BundleError(f"missing file {name!r} listed in the manifest")
         if not path.is_file():
             raise BundleError(f"{name!r} is not a regular file")
@@ -232,9 +234,15 @@ def _read_files(directory: Path, manifest: dict[str, object]) -> dict[str, bytes
 def _load_npz(name: str, data: bytes) -> dict[str, np.ndarray]:
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
-    except (ValueError, OSError, EOFError) as exc:
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ValueError("a single array, not an .npz archive of named arrays")
+            arrays = {key: archive[key] for key in archive.files}
+    except Exception as exc:  # any parse failure of untrusted bytes is a refusal
         raise BundleError(f"{name} is not a readable numpy archive: {exc}") from None
+    for key, array in arrays.items():
+        if array.dtype.kind not in "fiu":
+            raise BundleError(f"{name}: '{key}' holds {array.dtype} values, not numbers")
+    return arrays
 
 
 def _load_json(name: str, data: bytes) -> dict[str, object]:
@@ -269,7 +277,7 @@ def _check_reference(config: SBNConfig, arrays: dict[str, np.ndarray]) -> Refere
     for key in ("loads", "last_timestamps", "outputs"):
         if key not in arrays:
             raise BundleError(f"{REFERENCE}: no '{key}' array")
-    n = len(arrays["loads"])
+    n = len(arrays["loads"]) if arrays["loads"].ndim else 0
     shapes = {
         "loads": (n, config.window),
         "last_timestamps": (n,),
@@ -307,6 +315,11 @@ def load_bundle_dir(directory: Path, public_key: Ed25519PublicKey | None = None)
     if not directory.is_dir():
         raise BundleError(f"{directory}: no such bundle directory")
     manifest = _read_manifest(directory)
+    if directory.name != manifest["model_id"]:
+        raise BundleError(
+            f"folder {directory.name!r} holds model_id {manifest['model_id']!r}: a bundle's folder "
+            "must be named by its model_id"
+        )
     _check_signature(manifest, public_key)
     contents = _read_files(directory, manifest)
     try:

@@ -7,13 +7,19 @@ the returned frame always has one row per hour.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "cambridge-estates"
+# The shipped sample beside the package in a checkout; EDGECAST_DATA_DIR points elsewhere.
+DEFAULT_DATA_DIR = Path(
+    os.environ.get(
+        "EDGECAST_DATA_DIR", Path(__file__).resolve().parents[2] / "data" / "cambridge-estates"
+    )
+)
 DEFAULT_WEATHER_STATION = "bedford"
 
 

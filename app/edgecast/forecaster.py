@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgecast.bundle import Bundle
+from edgecast.bundle import Bundle, BundleError
 from edgecast.features import model_inputs, to_kwh
 from edgecast.runtimes import Runtime, create_runtime
 
@@ -80,7 +80,13 @@ class Forecaster:
 
 def load_forecaster(bundle: Bundle, runtime_name: str) -> tuple[Forecaster, ParityReport]:
     """Builds the runtime and passes the parity gate, or raises ParityError with the figures."""
-    forecaster = Forecaster(bundle, create_runtime(runtime_name, bundle))
+    try:
+        runtime = create_runtime(runtime_name, bundle)
+    except BundleError:
+        raise
+    except Exception as exc:  # a framework refusing the bundle is a refusal
+        raise BundleError(f"the {runtime_name} runtime cannot load the bundle: {exc}") from None
+    forecaster = Forecaster(bundle, runtime)
     report = forecaster.check_parity()
     if not report.ok:
         raise ParityError(

@@ -8,11 +8,11 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from edgecast.architecture import SBNConfig, expected_weight_shapes, lag_indices
+from edgecast.architecture import SBNConfig, expected_weight_shapes, step_indices
 
 
-class SameHourLags(keras.layers.Layer):
-    """Gathers, for each horizon step, the same hour on previous days from the load window."""
+class StepGather(keras.layers.Layer):
+    """Gathers, for each horizon step, the window positions that step reads (see step_indices)."""
 
     def __init__(self, indices: np.ndarray, **kwargs: object) -> None:
         super().__init__(**kwargs)
@@ -35,7 +35,7 @@ def build_sbn(config: SBNConfig) -> keras.Model:
         inputs.append(temperature)
         context_in = keras.layers.Concatenate(name="context_input")([load, temperature])
 
-    lags = SameHourLags(lag_indices(config), name="same_hour_lags")(load)
+    lags = StepGather(step_indices(config), name="step_inputs")(load)
     step_features = keras.layers.Concatenate(name="step_features")([lags, calendar])
     context = keras.layers.Dense(config.context_units, activation="relu", name="context")(
         context_in

@@ -78,6 +78,10 @@ def load_initial_model(state: PredictorState) -> None:
         state.load_error = f"model refused: {exc}"
         log.error("%s", state.load_error)
         return
+    except Exception as exc:
+        state.load_error = f"model could not be loaded: {type(exc).__name__}: {exc}"
+        log.exception("%s", state.load_error)
+        return
     state.record_model(serving)
     log.info(
         "ready: serving %s on the %s runtime (verified in %.2f s, parity max diff %.3g kWh)",

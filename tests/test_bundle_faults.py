@@ -1,0 +1,410 @@
+"""Broken, tampered and unsafe bundles are refused with a message that says what is wrong.
+
+Each fault is checked twice, against real components only: ``edgecast verify`` must exit 1 and
+name the fault on stderr, and a running predictor (a real ``edgecast serve`` process) asked to
+swap to the faulty bundle through the admin API must answer 422 with the same specific message
+while it keeps serving the model it had.
+
+The predictors are module-scoped (one unsigned, one requiring signatures) so that the whole
+fault table costs two predictor starts; ``start_predictor`` is function-scoped, so they are
+launched here the same way it launches them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from bundle_faults import (
+    DIRECTORY_FAULTS,
+    MALFORMED_FAULTS,
+    Fault,
+    clone_bundle,
+    flip_weights_byte,
+    loosen_signed_parity,
+    tar_with_symlink,
+    tar_with_traversal,
+)
+
+from conftest import (
+    ADMIN_TOKEN,
+    Predictor,
+    TrainedStore,
+    edgecast,
+    free_port,
+    manifest_of,
+    window_from_data,
+)
+
+SWAP = "/admin/v1/models"
+
+
+@dataclass
+class Serving:
+    """A running predictor, its model store, and the good model it serves."""
+
+    predictor: Predictor
+    store: Path
+    model_id: str
+
+
+@dataclass
+class Keys:
+    signer: Path
+    signer_public: Path
+    signer_id: str
+    other: Path
+    other_id: str
+
+
+def launch_predictor(store: Path, log_dir: Path, *args: str) -> Predictor:
+    """Starts ``edgecast serve`` with the admin API on, as ``start_predictor(admin=True)`` does."""
+    port = free_port()
+    token_file = log_dir / f"token-{port}"
+    token_file.write_text(ADMIN_TOKEN + "\n")
+    log_path = log_dir / f"predictor-{port}.log"
+    command = [sys.executable, "-m", "edgecast.cli", "serve", "--store", str(store)]
+    command += ["--port", str(port), *args, "--admin-token-file", str(token_file)]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    predictor = Predictor(f"http://127.0.0.1:{port}", process, log_path, ADMIN_TOKEN, command)
+    try:
+        predictor.wait_ready()
+    except BaseException:
+        predictor.stop()
+        raise
+    return predictor
+
+
+def keygen(directory: Path, name: str) -> tuple[Path, Path, str]:
+    private, public = directory / f"{name}.pem", directory / f"{name}.pub.pem"
+    result = edgecast("keygen", "--private", str(private), "--public", str(public))
+    key_id = result.stdout.split()[2].rstrip(":")  # "key id <id>: private key ..."
+    return private, public, key_id
+
+
+def sign(bundle: Path, key: Path) -> None:
+    edgecast("sign", str(bundle), "--key", str(key))
+    assert "signature" in manifest_of(bundle)
+
+
+def good_bundle(trained_store: TrainedStore) -> Path:
+    return trained_store.root / trained_store.model_ids[0]
+
+
+@pytest.fixture(scope="module")
+def window() -> dict:
+    return window_from_data()
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    directory = tmp_path_factory.mktemp("keys")
+    signer, signer_public, signer_id = keygen(directory, "signer")
+    other, _, other_id = keygen(directory, "other")
+    assert signer_id != other_id
+    return Keys(signer, signer_public, signer_id, other, other_id)
+
+
+@pytest.fixture(scope="module")
+def serving(
+    trained_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Serving]:
+    """A predictor without a public key, serving the good (unsigned) bundle."""
+    model_id = trained_store.model_ids[0]
+    store = trained_store.copy_to(tmp_path_factory.mktemp("fault-store"), model_id)
+    logs = tmp_path_factory.mktemp("fault-predictor")
+    predictor = launch_predictor(store, logs, "--model-id", model_id)
+    yield Serving(predictor, store, model_id)
+    predictor.stop()
+
+
+@pytest.fixture(scope="module")
+def signed_serving(
+    trained_store: TrainedStore, keys: Keys, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Serving]:
+    """A predictor that requires the signer's signature, serving a signed good bundle."""
+    store = tmp_path_factory.mktemp("signed-store")
+    bundle = clone_bundle(good_bundle(trained_store), store, "signed-good")
+    sign(bundle, keys.signer)
+    logs = tmp_path_factory.mktemp("signed-predictor")
+    predictor = launch_predictor(
+        store, logs, "--model-id", bundle.name, "--public-key", str(keys.signer_public)
+    )
+    yield Serving(predictor, store, bundle.name)
+    predictor.stop()
+
+
+def verify_refuses(bundle: Path, fragments: list[str], *args: str) -> str:
+    """``edgecast verify`` exits 1 and its stderr names the fault; returns the stderr."""
+    result = edgecast("verify", str(bundle), *args, check=False)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert f"REFUSED {bundle}: " in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, (fragment, result.stderr)
+    return result.stderr
+
+
+def assert_still_serving(serving: Serving, window: dict) -> None:
+    predictor = serving.predictor
+    ready = predictor.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["model_id"] == serving.model_id
+    response = predictor.post("/v1/predict", json=window)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["model_id"] == serving.model_id
+    assert len(answer["forecast_kwh"]) == 24
+
+
+def predictor_refuses(
+    serving: Serving, bundle: Path, fragments: list[str], window: dict
+) -> dict[str, object]:
+    """Copies ``bundle`` into the store, asks for a swap: 422, specific, old model still serves."""
+    shutil.copytree(bundle, serving.store / bundle.name, symlinks=True)
+    response = serving.predictor.admin(SWAP, {"model_id": bundle.name})
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["serving_model_id"] == serving.model_id, body
+    error = str(body["error"])
+    assert error.startswith("bundle refused: "), body
+    for fragment in fragments:
+        assert fragment in error, (fragment, body)
+    assert "Traceback" not in error
+    assert_still_serving(serving, window)
+    return body
+
+
+# --- controls: the fault injection itself leaves good bundles good ----------------------------
+
+
+def test_clean_clone_is_accepted_by_verify_and_by_a_swap(
+    trained_store: TrainedStore, serving: Serving, window: dict, tmp_path: Path
+) -> None:
+    """A renamed copy with no fault passes every check, so each refusal below is the fault's."""
+    clone = clone_bundle(good_bundle(trained_store), tmp_path, "clean-clone")
+    result = edgecast("verify", str(clone), "--runtime", "keras")
+    assert "keras: parity ok" in result.stdout
+    shutil.copytree(clone, serving.store / clone.name)
+    try:
+        swapped = serving.predictor.admin(SWAP, {"model_id": clone.name})
+        assert swapped.status_code == 200, swapped.text
+        assert swapped.json()["model_id"] == clone.name
+    finally:
+        back = serving.predictor.admin(SWAP, {"model_id": serving.model_id})
+        assert back.status_code == 200, back.text
+    assert_still_serving(serving, window)
+
+
+def test_packed_good_bundle_verifies(trained_store: TrainedStore, tmp_path: Path) -> None:
+    archive = tmp_path / "good.tar.gz"
+    edgecast("pack", str(good_bundle(trained_store)), "-o", str(archive))
+    result = edgecast("verify", str(archive), "--runtime", "none")
+    assert "files match their sha256" in result.stdout
+
+
+# --- faults in a bundle directory -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", [pytest.param(f, id=f.name) for f in DIRECTORY_FAULTS])
+def test_faulty_bundle_is_refused_and_old_model_keeps_serving(
+    fault: Fault, trained_store: TrainedStore, serving: Serving, window: dict, tmp_path: Path
+) -> None:
+    bundle = clone_bundle(good_bundle(trained_store), tmp_path, f"faulty-{fault.name}")
+    fragments = fault.inject(bundle)
+    verify_refuses(bundle, fragments)
+    predictor_refuses(serving, bundle, fragments, window)
+
+
+# --- signatures -------------------------------------------------------------------------------
+
+
+def _modified_after_signing(bundle: Path, keys: Keys) -> list[str]:
+    sign(bundle, keys.signer)
+    loosen_signed_parity(bundle)
+    return [
+        "bad signature",
+        f"(key id {keys.signer_id}) does not verify",
+        "modified or signed by another key",
+    ]
+
+
+def _signed_by_another_key(bundle: Path, keys: Keys) -> list[str]:
+    sign(bundle, keys.other)
+    return [
+        "bad signature",
+        f"(key id {keys.other_id}) does not verify",
+        f"public key (key id {keys.signer_id})",
+    ]
+
+
+def _unsigned(bundle: Path, keys: Keys) -> list[str]:
+    return ["bundle is unsigned", "signature required"]
+
+
+def _weights_modified_after_signing(bundle: Path, keys: Keys) -> list[str]:
+    """The signature still verifies (the manifest is intact): the digest must catch it."""
+    sign(bundle, keys.signer)
+    return flip_weights_byte(bundle)
+
+
+SignatureFault = Callable[[Path, Keys], list[str]]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(_modified_after_signing, id="manifest-modified-after-signing"),
+        pytest.param(_signed_by_another_key, id="signed-by-another-key"),
+        pytest.param(_unsigned, id="unsigned-when-a-key-is-configured"),
+        pytest.param(_weights_modified_after_signing, id="weights-modified-after-signing"),
+    ],
+)
+def test_signature_fault_is_refused_and_old_model_keeps_serving(
+    fault: SignatureFault,
+    trained_store: TrainedStore,
+    keys: Keys,
+    signed_serving: Serving,
+    window: dict,
+    tmp_path: Path,
+) -> None:
+    bundle = clone_bundle(good_bundle(trained_store), tmp_path, f"faulty-{fault.__name__[1:]}")
+    fragments = fault(bundle, keys)
+    verify_refuses(bundle, fragments, "--public-key", str(keys.signer_public))
+    predictor_refuses(signed_serving, bundle, fragments, window)
+
+
+def test_signed_bundle_is_refused_without_a_configured_public_key(
+    trained_store: TrainedStore, keys: Keys, serving: Serving, window: dict, tmp_path: Path
+) -> None:
+    bundle = clone_bundle(good_bundle(trained_store), tmp_path, "signed-but-no-key-configured")
+    sign(bundle, keys.signer)
+    fragments = [f"bundle is signed (key id {keys.signer_id})", "no public key is configured"]
+    verify_refuses(bundle, fragments)
+    predictor_refuses(serving, bundle, fragments, window)
+
+
+def test_correctly_signed_bundle_is_accepted_with_the_key(
+    trained_store: TrainedStore, keys: Keys, tmp_path: Path
+) -> None:
+    """Control for the signature faults: signing itself gives a bundle that verifies."""
+    bundle = clone_bundle(good_bundle(trained_store), tmp_path, "signed-ok")
+    sign(bundle, keys.signer)
+    result = edgecast(
+        "verify", str(bundle), "--public-key", str(keys.signer_public), "--runtime", "none"
+    )
+    assert "signature verified" in result.stdout
+
+
+# --- unsafe tar archives ----------------------------------------------------------------------
+
+
+def test_tar_with_path_traversal_member_is_refused_and_writes_nothing_outside(
+    trained_store: TrainedStore, tmp_path: Path
+) -> None:
+    escape_name = f"edgecast-escaped-{uuid.uuid4().hex}.txt"
+    archive = tmp_path / "traversal.tar.gz"
+    member = tar_with_traversal(good_bundle(trained_store), archive, escape_name)
+    verify_refuses(
+        archive, ["cannot unpack", repr(member), "outside the destination"], "--runtime", "none"
+    )
+    # The CLI unpacks into a fresh folder under the temp dir; the member aims at its parent.
+    assert not (Path(tempfile.gettempdir()) / escape_name).exists()
+    assert not (tmp_path.parent / escape_name).exists()
+
+
+def test_tar_with_symlink_member_is_refused(trained_store: TrainedStore, tmp_path: Path) -> None:
+    archive = tmp_path / "symlink.tar.gz"
+    member = tar_with_symlink(good_bundle(trained_store), archive)
+    verify_refuses(archive, [f"member {member!r} is not a file or folder"], "--runtime", "none")
+
+
+# --- the model_id a swap asks for is the model_id that serves ---------------------------------
+
+
+def test_store_folder_whose_manifest_names_another_model_is_refused(
+    trained_store: TrainedStore, serving: Serving, window: dict
+) -> None:
+    """Asking for model X must never make a bundle whose manifest says Y serve.
+
+    The store finds a bundle by its folder name while the manifest (the signed part) holds the
+    model_id, so the two must agree, or an old signed bundle could be served under a new name.
+    """
+    other_id = trained_store.model_ids[1]
+    folder = f"renamed-{other_id}"
+    shutil.copytree(trained_store.root / other_id, serving.store / folder)
+    response = serving.predictor.admin(SWAP, {"model_id": folder})
+    try:
+        assert response.status_code == 422, (
+            f"asked to serve {folder!r}, the predictor answered {response.status_code} and "
+            f"now serves {response.json().get('model_id')!r} (the manifest's model_id)"
+        )
+        error = str(response.json()["error"])
+        assert folder in error, error
+        assert other_id in error, error
+    finally:
+        if response.status_code == 200:
+            back = serving.predictor.admin(SWAP, {"model_id": serving.model_id})
+            assert back.status_code == 200, back.text
+    assert_still_serving(serving, window)
+
+
+# --- malformed content behind valid digests: refused, never a crash ---------------------------
+
+
+@pytest.mark.parametrize("fault", [pytest.param(f, id=f.name) for f in MALFORMED_FAULTS])
+def test_malformed_file_with_valid_digests_is_refused_not_crashed(
+    fault: Fault, trained_store: TrainedStore, serving: Serving, window: dict, tmp_path: Path
+) -> None:
+    """A broken file that a cloud build hashed as it was must be a refusal, not a traceback."""
+    bundle = clone_bundle(good_bundle(trained_store), tmp_path, f"malformed-{fault.name}")
+    fragments = fault.inject(bundle)
+    cli = edgecast("verify", str(bundle), check=False)
+    shutil.copytree(bundle, serving.store / bundle.name)
+    swap = serving.predictor.admin(SWAP, {"model_id": bundle.name})
+    # The swap is all-or-nothing even when the loader crashes: the old model keeps serving.
+    assert_still_serving(serving, window)
+    problems = []
+    if (
+        cli.returncode != 1
+        or "Traceback" in cli.stderr
+        or not all(fragment in cli.stderr for fragment in fragments)
+    ):
+        last = cli.stderr.strip().splitlines()[-1] if cli.stderr.strip() else ""
+        problems.append(f"`edgecast verify` exited {cli.returncode}, stderr ending {last!r}")
+    error = str(swap.json().get("error", ""))
+    if swap.status_code != 422 or not all(fragment in error for fragment in fragments):
+        problems.append(f"the admin swap answered HTTP {swap.status_code} {swap.json()}")
+    assert not problems, f"expected a refusal naming {fragments}, but " + "; ".join(problems)
+
+
+def test_predictor_starting_on_an_unreadable_weights_archive_says_why_it_is_not_ready(
+    trained_store: TrainedStore, start_predictor: Callable[..., Predictor], tmp_path: Path
+) -> None:
+    """A predictor whose first model is refused stays alive, not ready, and says why."""
+    store = tmp_path / "store"
+    bundle = clone_bundle(good_bundle(trained_store), store, "unreadable-weights")
+    fragments = MALFORMED_FAULTS[0].inject(bundle)
+    predictor = start_predictor(store, "--model-id", bundle.name, wait=False)
+    predictor.wait_alive()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        log = predictor.log()
+        if "model refused" in log or "Traceback" in log:
+            break
+        time.sleep(0.1)
+    ready = predictor.get("/readyz")
+    assert ready.status_code == 503, ready.text
+    reason = str(ready.json()["reason"])
+    assert "model refused" in reason and all(f in reason for f in fragments), (
+        f"/readyz gives the reason {reason!r}. Log tail: {predictor.log()[-600:]!r}"
+    )
