@@ -16,6 +16,10 @@ from types import FrameType
 
 import waitress
 from prometheus_client import Gauge
+from waitress import wasyncore
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer
+from waitress.task import WSGITask
 from werkzeug.wsgi import ClosingIterator
 
 from edgecast.bundle import BundleError, load_bundle_dir
@@ -92,11 +96,41 @@ def load_initial_model(state: PredictorState) -> None:
     )
 
 
+def _closing_channel(holder: ModelHolder) -> type[HTTPChannel]:
+    """A waitress channel whose responses say ``Connection: close`` once draining starts.
+
+    WSGI applications may not set hop-by-hop headers, so the server does it: a keep-alive
+    client (or a kube-proxy connection that outlives the endpoint) then reconnects and reaches
+    a ready predictor instead of sending its next request into a closing socket.
+    """
+
+    class DrainingTask(WSGITask):
+        def build_response_header(self) -> bytes:
+            if holder.draining:
+                self.set_close_on_finish()
+            return super().build_response_header()
+
+    class DrainingChannel(HTTPChannel):
+        task_class = DrainingTask
+
+    return DrainingChannel
+
+
 class GracefulShutdown:
+    """SIGTERM/SIGINT: not ready, keep serving for the delay, stop accepting, drain, exit."""
+
+    IDLE_S = 1.0  # a keep-alive connection idle this long is closed at exit without a request
+
     def __init__(self, server: object, state: PredictorState, tracker: InflightTracker) -> None:
-        self.server = server
         self.state = state
         self.tracker = tracker
+        if isinstance(server, BaseWSGIServer):
+            self.listeners, self.channels = [server], server._map
+        else:
+            self.channels = server.map  # type: ignore[attr-defined]
+            self.listeners = [s for s in self.channels.values() if isinstance(s, BaseWSGIServer)]
+        for listener in self.listeners:
+            listener.channel_class = _closing_channel(state.holder)
         self.started = False
         self.drained = False
 
@@ -110,16 +144,32 @@ class GracefulShutdown:
         log.info("signal %d: not ready any more, draining", signum)
         threading.Thread(target=self._drain, name="drain", daemon=True).start()
 
-    def _pending_output(self) -> bool:
-        channels = getattr(self.server, "map", None) or getattr(self.server, "_map", {})
-        return any(getattr(ch, "total_outbufs_len", 0) for ch in list(channels.values()))
+    def _stop_accepting(self) -> None:
+        # Runs in waitress's loop thread (through its trigger): new connections are refused.
+        # dispatcher.close, not the server's close(): that one also closes waitress's trigger.
+        for listener in self.listeners:
+            wasyncore.dispatcher.close(listener)
+
+    def _busy_connections(self) -> int:
+        now = time.time()
+        return sum(
+            1
+            for channel in list(self.channels.values())
+            if isinstance(channel, HTTPChannel)
+            and (
+                channel.requests
+                or channel.total_outbufs_len
+                or now - channel.last_activity < self.IDLE_S
+            )
+        )
 
     def _drain(self) -> None:
         config = self.state.config
         time.sleep(config.shutdown_delay_s)
+        self.listeners[0].trigger.pull_trigger(self._stop_accepting)
         deadline = time.monotonic() + config.drain_timeout_s
-        while (self.tracker.count or self._pending_output()) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        while (self.tracker.count or self._busy_connections()) and time.monotonic() < deadline:
+            time.sleep(0.02)
         if self.tracker.count:
             log.warning("drain timeout: %d request(s) still in flight", self.tracker.count)
         log.info("drained, exiting")

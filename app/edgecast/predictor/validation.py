@@ -38,9 +38,11 @@ def parse_json(body: bytes) -> object:
         raise RequestError("empty body: send a JSON object with 'loads' and 'last_timestamp'")
     try:
         return json.loads(body, parse_constant=_reject_constant)
+    except RequestError:
+        raise
+    except RecursionError:
+        raise RequestError("body is nested too deeply to be a prediction request") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        if isinstance(exc, RequestError):
-            raise
         raise RequestError(f"body is not valid JSON: {exc}") from None
 
 
@@ -52,7 +54,10 @@ def _numbers(name: str, value: object, length: int, *, non_negative: bool) -> np
     for i, item in enumerate(value):
         if type(item) is not float and type(item) is not int:
             raise RequestError(f"'{name}[{i}]' is not a number: {json.dumps(item)[:40]}")
-    array = np.fromiter(value, dtype=np.float64, count=length)
+    try:
+        array = np.fromiter(value, dtype=np.float64, count=length)
+    except OverflowError:
+        raise RequestError(f"'{name}' holds an integer too large for a number") from None
     bad = ~np.isfinite(array)
     if bad.any():
         raise RequestError(f"'{name}[{int(np.argmax(bad))}]' is not a finite number")

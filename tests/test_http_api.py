@@ -1,0 +1,604 @@
+"""The predictor's HTTP API, called over HTTP on real ``edgecast serve`` processes.
+
+Bad input is answered with a 4xx status and a JSON body whose "error" names the problem, and the
+process keeps serving valid requests; probes, model info, metrics and the admin API behave as an
+operator (or a Kubernetes kubelet) expects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import ADMIN_TOKEN, Predictor, free_port, manifest_of, window_from_data
+
+JSON = {"Content-Type": "application/json"}
+MAX_BODY = 64 * 1024  # the predictor's default --max-body-bytes
+
+
+# --- module-scoped predictor processes (starting one costs seconds: TensorFlow import + load) ---
+
+
+@pytest.fixture(scope="module")
+def start_module_predictor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable]:
+    """Like conftest's ``start_predictor``, but the processes live for the whole module."""
+    tmp = tmp_path_factory.mktemp("predictors")
+    started: list[Predictor] = []
+
+    def start(store: Path, *args: str, admin: bool = False, wait: bool = True) -> Predictor:
+        port = free_port()
+        log_path = tmp / f"predictor-{port}.log"
+        command = [sys.executable, "-m", "edgecast.cli", "serve", "--store", str(store)]
+        command += ["--port", str(port), *args]
+        token = None
+        if admin:
+            token_file = tmp / f"token-{port}"
+            token_file.write_text(ADMIN_TOKEN + "\n")
+            command += ["--admin-token-file", str(token_file)]
+            token = ADMIN_TOKEN
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}
+            )
+        predictor = Predictor(f"http://127.0.0.1:{port}", process, log_path, token, command)
+        started.append(predictor)
+        if wait:
+            predictor.wait_ready()
+        return predictor
+
+    yield start
+    for predictor in started:
+        predictor.stop()
+
+
+@pytest.fixture(scope="module")
+def body() -> dict:
+    return window_from_data()
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_store, start_module_predictor) -> Predictor:
+    """A plain predictor (no admin API) serving the first trained model."""
+    return start_module_predictor(trained_store.root, "--model-id", trained_store.model_ids[0])
+
+
+@pytest.fixture(scope="module")
+def admin_predictor(trained_store, start_module_predictor) -> Predictor:
+    """A predictor with the admin API on, serving the first model, the second one in its store."""
+    model_id = trained_store.model_ids[0]
+    return start_module_predictor(trained_store.root, "--model-id", model_id, admin=True)
+
+
+def assert_serves(predictor: Predictor, body: dict, model_id: str | None = None) -> dict:
+    """The process is alive and answers a valid prediction request with 200."""
+    assert predictor.process.poll() is None, f"predictor died:\n{predictor.log()}"
+    response = predictor.post("/v1/predict", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert len(answer["forecast_kwh"]) == 24
+    if model_id is not None:
+        assert answer["model_id"] == model_id
+    return answer
+
+
+def assert_json_error(response: requests.Response, status: int, *fragments: str) -> dict:
+    assert response.status_code == status, (response.status_code, response.text[:500])
+    assert response.headers["Content-Type"].startswith("application/json"), response.headers
+    error = response.json()
+    assert isinstance(error, dict), error
+    assert error.get("status") == status, error
+    for fragment in fragments:
+        assert fragment in error["error"], (fragment, error)
+    return error
+
+
+def hourly(last: str, count: int = 600, fmt: str = "%Y-%m-%dT%H:%M:%SZ") -> list[str]:
+    end = datetime.fromisoformat(last.replace("Z", "+00:00"))
+    return [(end - timedelta(hours=count - 1 - i)).strftime(fmt) for i in range(count)]
+
+
+def with_loads(body: dict, loads: object) -> dict:
+    return {**body, "loads": loads}
+
+
+def replace_load_text(body: dict, index: int, literal: str) -> bytes:
+    """The body's JSON text with loads[index] written as ``literal`` (e.g. NaN, not JSON)."""
+    loads = [json.dumps(v) for v in body["loads"]]
+    loads[index] = literal
+    return (
+        '{"loads": ['
+        + ", ".join(loads)
+        + '], "last_timestamp": '
+        + json.dumps(body["last_timestamp"])
+        + "}"
+    ).encode()
+
+
+def timestamps_body(body: dict, stamps: object) -> dict:
+    return {"loads": body["loads"], "timestamps": stamps}
+
+
+def with_gap(stamps: list[str], at: int) -> list[str]:
+    """Removes hour ``at`` and appends one at the end: still 600 stamps, one two-hour gap."""
+    last = datetime.fromisoformat(stamps[-1].replace("Z", "+00:00")) + timedelta(hours=1)
+    return [*stamps[:at], *stamps[at + 1 :], last.strftime("%Y-%m-%dT%H:%M:%SZ")]
+
+
+def with_repeat(stamps: list[str], at: int) -> list[str]:
+    return [*stamps[:at], stamps[at - 1], *stamps[at + 1 :]]
+
+
+# Each case: a function of the valid body giving the request's keyword arguments, the status, and
+# fragments that the "error" message must contain (so that it names the problem).
+BAD_INPUTS = [
+    pytest.param(
+        lambda b: {"json": with_loads(b, b["loads"][1:])},
+        400,
+        ("'loads'", "600", "got 599"),
+        id="window-599-values",
+    ),
+    pytest.param(
+        lambda b: {"json": with_loads(b, [*b["loads"], 1.0])},
+        400,
+        ("'loads'", "600", "got 601"),
+        id="window-601-values",
+    ),
+    pytest.param(lambda b: {"json": with_loads(b, [])}, 400, ("got 0",), id="window-empty"),
+    pytest.param(
+        lambda b: {"data": replace_load_text(b, 3, "NaN"), "headers": JSON},
+        400,
+        ("NaN", "finite"),
+        id="nan-literal",
+    ),
+    pytest.param(
+        lambda b: {"data": replace_load_text(b, 3, "Infinity"), "headers": JSON},
+        400,
+        ("Infinity", "finite"),
+        id="infinity-literal",
+    ),
+    pytest.param(
+        lambda b: {"data": replace_load_text(b, 3, "-Infinity"), "headers": JSON},
+        400,
+        ("-Infinity", "finite"),
+        id="minus-infinity-literal",
+    ),
+    pytest.param(
+        lambda b: {"data": replace_load_text(b, 3, "1e999"), "headers": JSON},
+        400,
+        ("'loads[3]'", "finite"),
+        id="float-overflowing-to-infinity",
+    ),
+    pytest.param(
+        lambda b: {"json": with_loads(b, [*b["loads"][:5], "12.5", *b["loads"][6:]])},
+        400,
+        ("'loads[5]'", "not a number"),
+        id="string-inside-loads",
+    ),
+    pytest.param(
+        lambda b: {"json": with_loads(b, [*b["loads"][:5], None, *b["loads"][6:]])},
+        400,
+        ("'loads[5]'", "not a number"),
+        id="null-inside-loads",
+    ),
+    pytest.param(
+        lambda b: {"json": with_loads(b, [True, *b["loads"][1:]])},
+        400,
+        ("'loads[0]'", "not a number"),
+        id="boolean-inside-loads",
+    ),
+    pytest.param(
+        lambda b: {"json": with_loads(b, [*b["loads"][:7], -0.5, *b["loads"][8:]])},
+        400,
+        ("'loads[7]'", "negative"),
+        id="negative-load",
+    ),
+    pytest.param(
+        lambda b: {"json": {"last_timestamp": b["last_timestamp"]}},
+        400,
+        ("missing field 'loads'",),
+        id="missing-loads",
+    ),
+    pytest.param(
+        lambda b: {"json": {"loads": b["loads"]}},
+        400,
+        ("'last_timestamp'", "'timestamps'"),
+        id="missing-timestamp",
+    ),
+    pytest.param(
+        lambda b: {"json": {**b, "timestamps": hourly(b["last_timestamp"])}},
+        400,
+        ("exactly one of 'last_timestamp' or 'timestamps'",),
+        id="both-last_timestamp-and-timestamps",
+    ),
+    pytest.param(
+        lambda b: {"json": {**b, "building": "b13"}},
+        400,
+        ("unknown field", "building"),
+        id="unknown-field",
+    ),
+    pytest.param(
+        lambda b: {"data": json.dumps(b), "headers": {"Content-Type": "text/plain"}},
+        415,
+        ("Content-Type", "application/json"),
+        id="content-type-text-plain",
+    ),
+    pytest.param(
+        lambda b: {"data": json.dumps(b).encode()},
+        415,
+        ("Content-Type", "application/json"),
+        id="content-type-missing",
+    ),
+    pytest.param(
+        lambda b: {"data": b'{"loads": [1, 2, 3', "headers": JSON},
+        400,
+        ("not valid JSON",),
+        id="non-json-body",
+    ),
+    pytest.param(
+        lambda b: {"data": b"\xff\xfe\x00garbage", "headers": JSON},
+        400,
+        ("not valid JSON",),
+        id="body-not-utf8",
+    ),
+    pytest.param(lambda b: {"data": b"", "headers": JSON}, 400, ("empty body",), id="empty-body"),
+    pytest.param(
+        lambda b: {"json": [b]}, 400, ("must be a JSON object",), id="json-array-not-object"
+    ),
+    pytest.param(lambda b: {"json": 42}, 400, ("must be a JSON object",), id="json-number"),
+    pytest.param(
+        lambda b: {"data": b"x" * (MAX_BODY + 6 * 1024), "headers": JSON},
+        413,
+        ("larger than the limit", str(MAX_BODY)),
+        id="body-over-the-limit",
+    ),
+    pytest.param(
+        lambda b: {"json": {**b, "note": "x" * MAX_BODY}},
+        413,
+        ("larger than the limit",),
+        id="json-object-over-the-limit",
+    ),
+    pytest.param(
+        lambda b: {"json": {**b, "last_timestamp": "2017-12-20T10:30:00Z"}},
+        400,
+        ("'last_timestamp'", "not on the hour"),
+        id="last_timestamp-at-half-past",
+    ),
+    pytest.param(
+        lambda b: {"json": {**b, "last_timestamp": "2017-12-20T23:00:05Z"}},
+        400,
+        ("'last_timestamp'", "not on the hour"),
+        id="last_timestamp-with-seconds",
+    ),
+    pytest.param(
+        lambda b: {"json": timestamps_body(b, with_gap(hourly(b["last_timestamp"]), 300))},
+        400,
+        ("'timestamps[300]'", "hourly"),
+        id="timestamps-with-a-gap",
+    ),
+    pytest.param(
+        lambda b: {"json": timestamps_body(b, with_repeat(hourly(b["last_timestamp"]), 120))},
+        400,
+        ("'timestamps[120]'", "hourly"),
+        id="timestamps-with-a-repeat",
+    ),
+    pytest.param(
+        lambda b: {"json": timestamps_body(b, hourly(b["last_timestamp"])[::-1])},
+        400,
+        ("'timestamps[1]'", "hourly"),
+        id="timestamps-backwards",
+    ),
+    pytest.param(
+        lambda b: {"json": timestamps_body(b, hourly(b["last_timestamp"])[1:])},
+        400,
+        ("'timestamps'", "600", "599"),
+        id="timestamps-599",
+    ),
+    pytest.param(
+        lambda b: {"json": timestamps_body(b, b["last_timestamp"])},
+        400,
+        ("'timestamps'", "600"),
+        id="timestamps-not-a-list",
+    ),
+    pytest.param(
+        lambda b: {"json": {**b, "last_timestamp": "20/12/2017 23:00"}},
+        400,
+        ("'last_timestamp'", "ISO 8601"),
+        id="last_timestamp-not-iso-8601",
+    ),
+    pytest.param(
+        lambda b: {"json": {**b, "last_timestamp": "yesterday"}},
+        400,
+        ("'last_timestamp'", "ISO 8601"),
+        id="last_timestamp-a-word",
+    ),
+    pytest.param(
+        lambda b: {"json": {**b, "last_timestamp": 1513810800}},
+        400,
+        ("'last_timestamp'", "ISO 8601"),
+        id="last_timestamp-a-number",
+    ),
+    pytest.param(
+        lambda b: {
+            "json": timestamps_body(
+                b,
+                [
+                    *hourly(b["last_timestamp"])[:10],
+                    "not a time",
+                    *hourly(b["last_timestamp"])[11:],
+                ],
+            )
+        },
+        400,
+        ("'timestamps[10]'", "ISO 8601"),
+        id="timestamps-item-not-iso-8601",
+    ),
+    pytest.param(
+        lambda b: {"json": with_loads(b, 12.5)},
+        400,
+        ("'loads'", "must be a list"),
+        id="loads-a-number",
+    ),
+    pytest.param(
+        lambda b: {"json": with_loads(b, {"values": b["loads"]})},
+        400,
+        ("'loads'", "must be a list"),
+        id="loads-an-object",
+    ),
+    pytest.param(
+        lambda b: {"json": with_loads(b, ",".join(map(str, b["loads"])))},
+        400,
+        ("'loads'", "must be a list"),
+        id="loads-a-string",
+    ),
+    pytest.param(
+        lambda b: {"json": {**b, "temperatures": [10.0] * 599}},
+        400,
+        ("'temperatures'", "600"),
+        id="temperatures-wrong-length",
+    ),
+]
+
+
+@pytest.mark.parametrize(("make_request", "status", "fragments"), BAD_INPUTS)
+def test_bad_input_is_a_4xx_json_error_naming_the_problem(
+    predictor, body, make_request, status, fragments
+):
+    response = predictor.post("/v1/predict", **make_request(body))
+    assert_json_error(response, status, *fragments)
+    assert_serves(predictor, body)
+
+
+@pytest.mark.parametrize(
+    "make_request",
+    [
+        # Found at 3cdcb0a: validation.py's np.fromiter(..., dtype=float64) raised OverflowError
+        # on a JSON integer too large for a float, and it escaped as a 500.
+        pytest.param(
+            lambda b: {"data": replace_load_text(b, 3, "1" + "0" * 400), "headers": JSON},
+            id="integer-too-large-for-a-float",
+        ),
+        # Found at 3cdcb0a: json.loads raises RecursionError on deeply nested arrays (well under
+        # the 64 KiB limit); parse_json caught only ValueError, so it was a 500.
+        pytest.param(
+            lambda b: {"data": b"[" * 30_000 + b"]" * 30_000, "headers": JSON},
+            id="deeply-nested-json",
+        ),
+    ],
+)
+def test_hostile_json_is_a_4xx_not_an_internal_error(predictor, body, make_request):
+    response = predictor.post("/v1/predict", **make_request(body))
+    assert 400 <= response.status_code < 500, (
+        f"client error answered as a server error: {response.status_code} {response.text}"
+    )
+    assert response.json()["error"]
+    assert_serves(predictor, body)
+
+
+def test_body_far_over_the_limit_is_refused_before_the_app(predictor, body):
+    """Over 16x the limit waitress itself answers 413 (plain text); the process keeps serving."""
+    response = predictor.post("/v1/predict", data=b"x" * (2 * 1024 * 1024), headers=JSON)
+    assert response.status_code == 413
+    assert_serves(predictor, body)
+
+
+def test_timestamps_list_gives_the_same_forecast_as_last_timestamp(predictor, body):
+    by_last = assert_serves(predictor, body)
+    stamps = hourly(body["last_timestamp"])
+    assert stamps[-1] == body["last_timestamp"]
+    by_list = predictor.post("/v1/predict", json=timestamps_body(body, stamps))
+    assert by_list.status_code == 200, by_list.text
+    assert by_list.json() == by_last
+    # The same instants written with an offset (and no 'Z') are the same series.
+    plus_five = timezone(timedelta(hours=5))
+    shifted = [
+        datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(plus_five).isoformat()
+        for s in stamps
+    ]
+    assert shifted[-1] == "2017-12-21T04:00:00+05:00"
+    by_offset = predictor.post("/v1/predict", json=timestamps_body(body, shifted))
+    assert by_offset.status_code == 200, by_offset.text
+    assert by_offset.json()["forecast_kwh"] == by_last["forecast_kwh"]
+    assert by_last["timestamps"][0] == "2017-12-21T00:00:00Z"
+
+
+def test_probes_model_info_and_metrics(predictor, body, trained_store):
+    model_id = trained_store.model_ids[0]
+    assert_serves(predictor, body, model_id)
+
+    health = predictor.get("/healthz")
+    assert health.status_code == 200
+    assert health.json() == {"status": "alive"}
+
+    ready = predictor.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"ready": True, "model_id": model_id}
+
+    info = predictor.get("/v1/model")
+    assert info.status_code == 200
+    model = info.json()
+    assert model["model_id"] == model_id
+    assert model["runtime"] == "keras"
+    assert model["parity"]["ok"] is True
+    assert model["parity"]["cases"] > 0
+    assert model["parity"]["max_abs_diff_kwh"] <= model["parity"]["allowed_kwh_at_worst"]
+    manifest = manifest_of(trained_store.root / model_id)
+    summary = model["manifest"]
+    assert summary["model_id"] == model_id
+    assert summary["created"] == manifest["created"]
+    assert summary["metrics"] == manifest["metrics"]
+    assert summary["files"] == sorted(manifest["files"])
+    assert summary["signed"] is False
+    assert model["previous"] is None
+
+    metrics = predictor.get("/metrics")
+    assert metrics.status_code == 200
+    assert metrics.headers["Content-Type"].startswith("text/plain")
+    text = metrics.text
+    assert "edgecast_requests_total" in text
+    assert "edgecast_predict_latency_seconds" in text
+    families = {f.name: f for f in text_string_to_metric_families(text)}  # valid Prometheus text
+    requests_ok = [
+        s
+        for s in families["edgecast_requests"].samples
+        if s.name == "edgecast_requests_total"
+        and s.labels == {"endpoint": "/v1/predict", "status": "200"}
+    ]
+    assert requests_ok and requests_ok[0].value >= 1
+    latency = {s.name: s for s in families["edgecast_predict_latency_seconds"].samples}
+    assert latency["edgecast_predict_latency_seconds_count"].value >= 1
+    ready_gauge = families["edgecast_ready"].samples[0]
+    assert ready_gauge.value == 1
+    info_samples = families["edgecast_model_info"].samples
+    assert [s.labels for s in info_samples] == [{"model_id": model_id, "runtime": "keras"}]
+
+
+def test_admin_endpoints_do_not_exist_without_a_token(predictor, body, trained_store):
+    for path in ("/admin/v1/models", "/admin/v1/rollback"):
+        response = requests.post(
+            predictor.url + path,
+            json={"model_id": trained_store.model_ids[1]},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=10,
+        )
+        assert_json_error(response, 404)
+    assert_serves(predictor, body, trained_store.model_ids[0])
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        pytest.param(None, id="no-header"),
+        pytest.param("", id="empty-header"),
+        pytest.param(f"Bearer {ADMIN_TOKEN}x", id="wrong-token"),
+        pytest.param(f"Bearer {ADMIN_TOKEN[:-1]}", id="token-prefix"),
+        pytest.param(ADMIN_TOKEN, id="token-without-bearer"),
+        pytest.param(f"Basic {ADMIN_TOKEN}", id="basic-scheme"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/admin/v1/models", "/admin/v1/rollback"])
+def test_admin_needs_the_bearer_token(admin_predictor, body, trained_store, authorization, path):
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = requests.post(
+        admin_predictor.url + path,
+        json={"model_id": trained_store.model_ids[1]},
+        headers=headers,
+        timeout=10,
+    )
+    assert_json_error(response, 401, "bearer token")
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert_serves(admin_predictor, body, trained_store.model_ids[0])
+
+
+def test_admin_swap_rollback_and_refusals(admin_predictor, body, trained_store):
+    first, second = trained_store.model_ids
+    p = admin_predictor
+    assert_serves(p, body, first)
+
+    # Nothing to roll back to yet.
+    assert_json_error(p.admin("/admin/v1/rollback"), 409, "no previous model")
+    assert_serves(p, body, first)
+
+    # Swap to the second model: the next prediction comes from it.
+    swapped = p.admin("/admin/v1/models", {"model_id": second})
+    assert swapped.status_code == 200, swapped.text
+    assert swapped.json()["model_id"] == second
+    assert swapped.json()["previous_model_id"] == first
+    assert swapped.json()["parity"]["ok"] is True
+    assert_serves(p, body, second)
+    assert p.get("/readyz").json() == {"ready": True, "model_id": second}
+    model = p.get("/v1/model").json()
+    assert (model["model_id"], model["previous"]["model_id"]) == (second, first)
+
+    # Roll back to the first.
+    rolled = p.admin("/admin/v1/rollback")
+    assert rolled.status_code == 200, rolled.text
+    assert rolled.json() == {"model_id": first, "previous_model_id": second}
+    assert_serves(p, body, first)
+    assert p.get("/readyz").json()["model_id"] == first
+
+    # An unknown model: 404, and the old model keeps serving.
+    missing = p.admin("/admin/v1/models", {"model_id": "sbn-b13-20990101-000000-deadbeef"})
+    assert_json_error(missing, 404, "sbn-b13-20990101-000000-deadbeef")
+    assert_serves(p, body, first)
+
+    # Malformed requests to the swap endpoint: 4xx JSON, and the old model keeps serving.
+    for bad in (
+        {"model_id": "../" + first},
+        {"model_id": 42},
+        {"model": second},
+        {"model_id": second, "force": True},
+    ):
+        response = p.admin("/admin/v1/models", bad)
+        assert 400 <= response.status_code < 500, (bad, response.status_code, response.text)
+        assert response.json()["error"], bad
+        assert_serves(p, body, first)
+    wrong_type = requests.post(
+        p.url + "/admin/v1/models",
+        data=json.dumps({"model_id": second}),
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "text/plain"},
+        timeout=10,
+    )
+    assert_json_error(wrong_type, 415)
+    assert_serves(p, body, first)
+
+    metrics = p.get("/metrics").text
+    assert 'edgecast_model_swaps_total{result="loaded"} 1.0' in metrics
+    assert 'edgecast_model_swaps_total{result="rollback"} 1.0' in metrics
+    assert f'edgecast_model_info{{model_id="{first}",runtime="keras"}} 1.0' in metrics
+
+
+def test_empty_store_stays_alive_but_not_ready(start_predictor, tmp_path, body):
+    empty = tmp_path / "empty-store"
+    empty.mkdir()
+    p = start_predictor(empty, wait=False)
+    p.wait_alive()
+
+    deadline = time.monotonic() + 60
+    while True:
+        ready = p.get("/readyz")
+        assert ready.status_code == 503, ready.text
+        reason = ready.json()["reason"]
+        if reason != "loading model" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert ready.json()["ready"] is False
+    assert "no bundle" in reason, reason
+
+    assert p.get("/healthz").status_code == 200
+    predict = p.post("/v1/predict", json=body)
+    error = assert_json_error(predict, 503, "no model")
+    assert "no bundle" in error["reason"]
+    assert_json_error(p.get("/v1/model"), 503, "no model")
+    assert "edgecast_ready 0.0" in p.get("/metrics").text
+    assert p.process.poll() is None, p.log()
+    assert "holds no bundle" in p.log()
