@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Sets everything up and runs every check: lint, then the test suite (real processes, real models).
+# Sets everything up and runs every check: ruff, ansible-lint (production profile), then the
+# test suite (real processes, real models, real containers for the roles' Molecule scenarios).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh
-.venv/bin/ruff check .
-.venv/bin/ruff format --check .
-exec .venv/bin/python -m pytest "$@"
+export PATH="$root/.venv/bin:$PATH"
+ruff check .
+ruff format --check .
+ansible-lint
+exec python -m pytest "$@"

@@ -136,6 +136,27 @@ def _cmd_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_service(args: argparse.Namespace) -> int:
+    from edgecast.service import ServiceError, start, status, stop
+
+    serve_args = args.serve_args
+    try:
+        if args.action == "start":
+            result: dict[str, object] = start(
+                args.pid_file, args.log_file, serve_args, args.ready_url, args.timeout
+            )
+        elif args.action == "stop":
+            result = {"changed": stop(args.pid_file, args.timeout)}
+        else:
+            state = status(args.pid_file)
+            result = {**state.to_dict(), "args_match": state.running and state.args == serve_args}
+    except ServiceError as exc:
+        print(json.dumps({"failed": True, "msg": str(exc)}))
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
 def _cmd_query(args: argparse.Namespace) -> int:
     """Sends the last ``window`` hours of a shipped building and prints the forecast."""
     frame = load_building(args.building, args.data_dir, weather_station=None)
@@ -232,6 +253,19 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("-o", "--output", type=Path, required=True)
     pack.set_defaults(func=_cmd_pack)
 
+    service = sub.add_parser(
+        "service",
+        help="run the predictor in the background (pid file), idempotently",
+        usage="edgecast service {start,stop,status} --pid-file PATH [options] -- [serve options]",
+    )
+    service.add_argument("action", choices=["start", "stop", "status"])
+    service.add_argument("--pid-file", type=Path, required=True)
+    service.add_argument("--log-file", type=Path, default=Path("predictor.log"))
+    service.add_argument("--ready-url", default="http://127.0.0.1:8080/readyz")
+    service.add_argument("--timeout", type=float, default=180.0)
+    service.set_defaults(serve_args=[])
+    service.set_defaults(func=_cmd_service)
+
     query = sub.add_parser("query", help="ask a predictor for a forecast from shipped data")
     query.add_argument("--url", default="http://127.0.0.1:8080")
     query.add_argument("--building", default="b13")
@@ -246,7 +280,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    argv = sys.argv[1:] if argv is None else argv
+    # `edgecast service start [options] -- <serve arguments>`: what follows -- is passed on.
+    tail: list[str] = []
+    if "--" in argv:
+        split = argv.index("--")
+        argv, tail = argv[:split], argv[split + 1 :]
     args = build_parser().parse_args(argv)
+    if tail:
+        if args.command != "service":
+            build_parser().error("'--' is only used by 'edgecast service'")
+        args.serve_args = tail
     return args.func(args)
 
 

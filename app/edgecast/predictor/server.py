@@ -146,8 +146,14 @@ class GracefulShutdown:
 
     def _stop_accepting(self) -> None:
         # Runs in waitress's loop thread (through its trigger): new connections are refused.
+        # Connections the kernel already accepted would be reset by the close: serve them first.
         # dispatcher.close, not the server's close(): that one also closes waitress's trigger.
         for listener in self.listeners:
+            while True:
+                before = len(self.channels)
+                listener.handle_accept()
+                if len(self.channels) == before:
+                    break
             wasyncore.dispatcher.close(listener)
 
     def _busy_connections(self) -> int:

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Makes a Docker engine available on this machine: installs Debian's docker.io if dockerd is
+# missing, and starts dockerd if nothing answers. The two --default-ulimit flags are needed on
+# hosts that do not grant CAP_SYS_RESOURCE (containers fail with "setrlimit ... not permitted").
+set -euo pipefail
+if docker info >/dev/null 2>&1; then
+  exit 0
+fi
+if ! command -v dockerd >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq docker.io >/dev/null
+fi
+mkdir -p /var/log
+nohup dockerd --default-ulimit nofile=20000:20000 --default-ulimit nproc=5000:5000 \
+  >/var/log/edgecast-dockerd.log 2>&1 &
+for _ in $(seq 1 60); do
+  if docker info >/dev/null 2>&1; then
+    exit 0
+  fi
+  sleep 1
+done
+echo "dockerd did not start; see /var/log/edgecast-dockerd.log" >&2
+tail -20 /var/log/edgecast-dockerd.log >&2
+exit 1
