@@ -39,7 +39,12 @@ def molecule_env() -> dict[str, str]:
         timeout=1200,
     ).stdout.split()[-1]
     assert image == "local/debian-amd64-systemd:bookworm", image
-    return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # Molecule frames each step's output ("➜ step: Executing" ... "Executed") only when it does
+    # markup; without a terminal (CI) that takes forcing.
+    env.pop("NO_COLOR", None)
+    env.update(PY_COLORS="1", ANSIBLE_FORCE_COLOR="1")
+    return env
 
 
 def step_output(output: str, step: str) -> str:
