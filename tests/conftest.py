@@ -127,36 +127,52 @@ class Predictor:
         return self.process.returncode
 
 
-@pytest.fixture
-def start_predictor(tmp_path: Path) -> Iterator:
-    """Factory: start_predictor(store, *args, admin=False, wait=True) -> Predictor."""
-    started: list[Predictor] = []
+class PredictorLauncher:
+    """Starts real ``edgecast serve`` processes on free loopback ports and stops them all."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.started: list[Predictor] = []
 
     def start(
-        store: Path, *args: str, admin: bool = False, wait: bool = True, env: dict | None = None
+        self,
+        store: Path,
+        *args: str,
+        admin: bool = False,
+        wait: bool = True,
+        env: dict | None = None,
     ) -> Predictor:
         port = free_port()
-        log_path = tmp_path / f"predictor-{port}.log"
+        log_path = self.directory / f"predictor-{port}.log"
         command = [sys.executable, "-m", "edgecast.cli", "serve", "--store", str(store)]
         command += ["--port", str(port), *args]
-        child_env = {**os.environ, **(env or {})}
         token = None
         if admin:
-            token_file = tmp_path / f"token-{port}"
+            token_file = self.directory / f"token-{port}"
             token_file.write_text(ADMIN_TOKEN + "\n")
             command += ["--admin-token-file", str(token_file)]
             token = ADMIN_TOKEN
         with log_path.open("w") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env)
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            )
         predictor = Predictor(f"http://127.0.0.1:{port}", process, log_path, token, command)
-        started.append(predictor)
+        self.started.append(predictor)
         if wait:
             predictor.wait_ready()
         return predictor
 
-    yield start
-    for predictor in started:
-        predictor.stop()
+    def stop_all(self) -> None:
+        for predictor in self.started:
+            predictor.stop()
+
+
+@pytest.fixture
+def start_predictor(tmp_path: Path) -> Iterator:
+    """Factory: start_predictor(store, *args, admin=False, wait=True) -> Predictor."""
+    launcher = PredictorLauncher(tmp_path)
+    yield launcher.start
+    launcher.stop_all()
 
 
 def window_from_data(building: str = "b13", end: str = "2017-12-20 23:00") -> dict:

@@ -13,8 +13,6 @@ launched here the same way it launches them.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -35,11 +33,10 @@ from bundle_faults import (
 )
 
 from conftest import (
-    ADMIN_TOKEN,
     Predictor,
+    PredictorLauncher,
     TrainedStore,
     edgecast,
-    free_port,
     manifest_of,
     window_from_data,
 )
@@ -67,21 +64,12 @@ class Keys:
 
 def launch_predictor(store: Path, log_dir: Path, *args: str) -> Predictor:
     """Starts ``edgecast serve`` with the admin API on, as ``start_predictor(admin=True)`` does."""
-    port = free_port()
-    token_file = log_dir / f"token-{port}"
-    token_file.write_text(ADMIN_TOKEN + "\n")
-    log_path = log_dir / f"predictor-{port}.log"
-    command = [sys.executable, "-m", "edgecast.cli", "serve", "--store", str(store)]
-    command += ["--port", str(port), *args, "--admin-token-file", str(token_file)]
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    predictor = Predictor(f"http://127.0.0.1:{port}", process, log_path, ADMIN_TOKEN, command)
+    launcher = PredictorLauncher(log_dir)
     try:
-        predictor.wait_ready()
+        return launcher.start(store, *args, admin=True)
     except BaseException:
-        predictor.stop()
+        launcher.stop_all()
         raise
-    return predictor
 
 
 def keygen(directory: Path, name: str) -> tuple[Path, Path, str]:

@@ -8,19 +8,15 @@ operator (or a Kubernetes kubelet) expects.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ADMIN_TOKEN, Predictor, free_port, manifest_of, window_from_data
+from conftest import ADMIN_TOKEN, Predictor, PredictorLauncher, manifest_of, window_from_data
 
 JSON = {"Content-Type": "application/json"}
 MAX_BODY = 64 * 1024  # the predictor's default --max-body-bytes
@@ -32,33 +28,9 @@ MAX_BODY = 64 * 1024  # the predictor's default --max-body-bytes
 @pytest.fixture(scope="module")
 def start_module_predictor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable]:
     """Like conftest's ``start_predictor``, but the processes live for the whole module."""
-    tmp = tmp_path_factory.mktemp("predictors")
-    started: list[Predictor] = []
-
-    def start(store: Path, *args: str, admin: bool = False, wait: bool = True) -> Predictor:
-        port = free_port()
-        log_path = tmp / f"predictor-{port}.log"
-        command = [sys.executable, "-m", "edgecast.cli", "serve", "--store", str(store)]
-        command += ["--port", str(port), *args]
-        token = None
-        if admin:
-            token_file = tmp / f"token-{port}"
-            token_file.write_text(ADMIN_TOKEN + "\n")
-            command += ["--admin-token-file", str(token_file)]
-            token = ADMIN_TOKEN
-        with log_path.open("w") as log:
-            process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}
-            )
-        predictor = Predictor(f"http://127.0.0.1:{port}", process, log_path, token, command)
-        started.append(predictor)
-        if wait:
-            predictor.wait_ready()
-        return predictor
-
-    yield start
-    for predictor in started:
-        predictor.stop()
+    launcher = PredictorLauncher(tmp_path_factory.mktemp("predictors"))
+    yield launcher.start
+    launcher.stop_all()
 
 
 @pytest.fixture(scope="module")
