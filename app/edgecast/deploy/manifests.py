@@ -1,0 +1,172 @@
+"""Render a node's predictor Deployment and Service from the shared templates in ``templates/k8s``.
+
+The predictor_deploy role (through the ``edgecast_manifests`` lookup) and the rollout plugin both
+call :func:`render`, so the first deployment and every rollout produce the same objects and the
+same names. Names are computed here, once, rather than in two template languages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+APP_NAME = "edgecast-predictor"
+NODE_LABEL = "edgecast.io/node"
+MODEL_LABEL = "edgecast.io/model"
+MODEL_ID_ANNOTATION = "edgecast.io/model-id"
+
+_DEFAULT_TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+_NOT_DNS = re.compile(r"[^a-z0-9-]+")
+
+
+class ManifestError(ValueError):
+    """The spec cannot make valid Kubernetes objects (the message says which field)."""
+
+
+def template_dir() -> Path:
+    """Where the templates are: ``EDGECAST_TEMPLATES`` or this checkout's ``templates/``."""
+    return Path(os.environ.get("EDGECAST_TEMPLATES", _DEFAULT_TEMPLATES))
+
+
+def _short_hash(text: str, length: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def dns_label(text: str, limit: int) -> str:
+    """A DNS-1123 label for ``text``; a hash suffix keeps distinct inputs distinct."""
+    slug = _NOT_DNS.sub("-", text.lower()).strip("-")
+    if slug == text and len(slug) <= limit:
+        return slug
+    head = slug[: limit - 7].strip("-") or "n"
+    return f"{head}-{_short_hash(text, 6)}"
+
+
+def model_label(model_id: str) -> str:
+    """``model_id`` itself when it is a valid label value, else a stable stand-in."""
+    if _LABEL_VALUE.match(model_id):
+        return model_id
+    return f"{dns_label(model_id, 52)}-{_short_hash(model_id, 10)}"[:63].strip("-_.")
+
+
+@dataclass(frozen=True)
+class PredictorSpec:
+    """Everything that decides a node's predictor objects."""
+
+    node: str
+    model_id: str
+    image: str
+    namespace: str = "edgecast"
+    service_account: str = "edgecast-predictor"
+    store_host_path: str = "/var/lib/edgecast/models"
+    runtime: str = "litert"
+    port: int = 8080
+    threads: int = 4
+    image_pull_policy: str = "Never"
+    prestop_seconds: int = 5
+    shutdown_delay_seconds: float = 2.0
+    drain_timeout_seconds: float = 20.0
+    termination_grace_seconds: int = 45
+    startup_seconds: int = 300
+    service_type: str = "ClusterIP"
+    service_port: int = 8080
+    node_port: int | None = None
+    admin_token_secret: str | None = None
+    public_key_configmap: str | None = None
+    resources: dict[str, Any] = field(
+        default_factory=lambda: {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"memory": "1Gi"},
+        }
+    )
+
+    def check(self) -> None:
+        """Refuse a spec that would make invalid or unsafe objects."""
+        for name in ("node", "model_id", "image", "namespace", "service_account"):
+            if not getattr(self, name):
+                raise ManifestError(f"{name} must not be empty")
+        if dns_label(self.namespace, 63) != self.namespace:
+            raise ManifestError(f"namespace {self.namespace!r} is not a DNS-1123 label")
+        if self.runtime not in ("litert", "keras"):
+            raise ManifestError(f"runtime must be litert or keras, not {self.runtime!r}")
+        if self.service_type not in ("ClusterIP", "NodePort", "LoadBalancer"):
+            raise ManifestError(f"service_type {self.service_type!r} is not supported")
+        if self.node_port is not None and self.service_type == "ClusterIP":
+            raise ManifestError("node_port needs service_type NodePort or LoadBalancer")
+        if not self.store_host_path.startswith("/"):
+            raise ManifestError("store_host_path must be absolute")
+        needed = self.prestop_seconds + self.shutdown_delay_seconds + self.drain_timeout_seconds
+        if self.termination_grace_seconds <= needed:
+            raise ManifestError(
+                f"termination_grace_seconds ({self.termination_grace_seconds}) must exceed the "
+                f"preStop delay, shutdown delay and drain timeout together ({needed:g})"
+            )
+
+
+@dataclass(frozen=True)
+class PredictorNames:
+    """The names and labels of a node's predictor objects for one model."""
+
+    deployment: str
+    service: str
+    labels: dict[str, str]
+    selector: dict[str, str]
+    service_labels: dict[str, str]
+
+
+def names_for(node: str, model_id: str) -> PredictorNames:
+    node_key = dns_label(node, 24)
+    common = {
+        "app.kubernetes.io/name": APP_NAME,
+        "app.kubernetes.io/part-of": "edgecast",
+        "app.kubernetes.io/managed-by": "edgecast",
+        NODE_LABEL: node_key,
+    }
+    selector = {
+        "app.kubernetes.io/name": APP_NAME,
+        NODE_LABEL: node_key,
+        MODEL_LABEL: model_label(model_id),
+    }
+    return PredictorNames(
+        deployment=f"predictor-{node_key}-{_short_hash(model_id, 10)}",
+        service=f"predictor-{node_key}",
+        labels={**common, MODEL_LABEL: model_label(model_id)},
+        selector=selector,
+        service_labels=common,
+    )
+
+
+def _environment(templates: Path) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+
+
+def render(spec: PredictorSpec, templates: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The Deployment and Service of ``spec`` as API objects, keyed ``deployment``/``service``."""
+    spec.check()
+    names = names_for(spec.node, spec.model_id)
+    context = {
+        **asdict(spec),
+        "deployment_name": names.deployment,
+        "service_name": names.service,
+        "labels": names.labels,
+        "selector": names.selector,
+        "service_labels": names.service_labels,
+    }
+    env = _environment(templates or template_dir())
+    out = {}
+    for kind in ("deployment", "service"):
+        text = env.get_template(f"k8s/predictor-{kind}.yaml.j2").render(context)
+        out[kind] = yaml.safe_load(text)
+    return out

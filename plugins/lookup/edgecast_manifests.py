@@ -1,0 +1,44 @@
+"""Lookup ``edgecast_manifests``: a node's predictor Deployment and Service as API objects.
+
+Thin: the objects come from ``edgecast.deploy.manifests.render``, the same code the rollout
+plugin uses, so the predictor_deploy role and ``rollout-model.yml`` agree on every name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ansible.errors import AnsibleLookupError
+from ansible.plugins.lookup import LookupBase
+
+DOCUMENTATION = r"""
+name: edgecast_manifests
+short_description: Render a node's predictor Deployment and Service
+description:
+  - Returns one dict with C(deployment) and C(service) keys, rendered from C(templates/k8s).
+options:
+  _terms:
+    description: Not used.
+    required: false
+  spec:
+    description: Fields of C(edgecast.deploy.manifests.PredictorSpec) (node, model_id, image, ...).
+    type: dict
+    required: true
+"""
+
+
+class LookupModule(LookupBase):
+    def run(self, terms: list[Any], variables: dict[str, Any] | None = None, **kwargs: Any) -> list:
+        self.set_options(var_options=variables, direct=kwargs)
+        try:
+            from edgecast.deploy.manifests import ManifestError, PredictorSpec, render
+        except ImportError as exc:
+            raise AnsibleLookupError(
+                f"edgecast_manifests needs the edgecast package on the controller: {exc}"
+            ) from exc
+        raw = dict(self.get_option("spec"))
+        try:
+            spec = PredictorSpec(**raw)
+            return [render(spec)]
+        except (TypeError, ManifestError) as exc:
+            raise AnsibleLookupError(f"edgecast_manifests: {exc}") from exc
