@@ -1,0 +1,1 @@
+"""Rollouts: bundles moved into nodes' model stores, and predictors switched to them."""
