@@ -6,6 +6,7 @@ plugin uses, so the predictor_deploy role and ``rollout-model.yml`` agree on eve
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ansible.errors import AnsibleLookupError
@@ -36,7 +37,8 @@ class LookupModule(LookupBase):
             raise AnsibleLookupError(
                 f"edgecast_manifests needs the edgecast package on the controller: {exc}"
             ) from exc
-        raw = dict(self.get_option("spec"))
+        # A plain copy: ansible-core 2.19 hands over lazy containers that dataclasses cannot copy.
+        raw = json.loads(json.dumps(self.get_option("spec")))
         try:
             spec = PredictorSpec(**raw)
             return [render(spec)]

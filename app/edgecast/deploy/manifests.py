@@ -8,6 +8,7 @@ same names. Names are computed here, once, rather than in two template languages
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,7 @@ APP_NAME = "edgecast-predictor"
 NODE_LABEL = "edgecast.io/node"
 MODEL_LABEL = "edgecast.io/model"
 MODEL_ID_ANNOTATION = "edgecast.io/model-id"
+SPEC_ANNOTATION = "edgecast.io/spec"
 
 _DEFAULT_TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
@@ -121,6 +123,16 @@ class PredictorNames:
     service_labels: dict[str, str]
 
 
+def spec_of(deployment: dict[str, Any], model_id: str) -> PredictorSpec:
+    """The spec a rendered Deployment was made from, for another model."""
+    annotations = (deployment.get("metadata") or {}).get("annotations") or {}
+    try:
+        fields = json.loads(annotations[SPEC_ANNOTATION])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ManifestError(f"the Deployment has no readable {SPEC_ANNOTATION} annotation") from exc
+    return PredictorSpec(**{**fields, "model_id": model_id})
+
+
 def names_for(node: str, model_id: str) -> PredictorNames:
     node_key = dns_label(node, 24)
     common = {
@@ -156,8 +168,13 @@ def render(spec: PredictorSpec, templates: Path | None = None) -> dict[str, dict
     """The Deployment and Service of ``spec`` as API objects, keyed ``deployment``/``service``."""
     spec.check()
     names = names_for(spec.node, spec.model_id)
+    fields = asdict(spec)
     context = {
-        **asdict(spec),
+        **fields,
+        # Everything but the model: a rollout starts the next model's predictor from it.
+        "spec_json": json.dumps(
+            {k: v for k, v in fields.items() if k != "model_id"}, sort_keys=True
+        ),
         "deployment_name": names.deployment,
         "service_name": names.service,
         "labels": names.labels,
