@@ -1,0 +1,69 @@
+"""Action ``edgecast_bundle_verify``: check a bundle on the controller before anything moves.
+
+Thin: ``edgecast.bundle.load_bundle`` checks every digest, the layout of the weights, the
+reference outputs and, when a public key is given, the signature.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ansible.plugins.action import ActionBase
+
+DOCUMENTATION = r"""
+module: edgecast_bundle_verify
+short_description: Verify a model bundle on the controller
+description:
+  - Fails with the reason when a digest, the weight layout, the reference outputs or the signature
+    (required when O(public_key) is given) do not check out. Never changes anything.
+options:
+  bundle:
+    description: Bundle directory or tar archive on the controller.
+    type: path
+    required: true
+  public_key:
+    description: Ed25519 public key (PEM) on the controller; the bundle must be signed by it.
+    type: path
+"""
+
+RETURN = r"""
+model_id:
+  description: The bundle's model_id.
+  type: str
+  returned: success
+summary:
+  description: The manifest without per-file digests (created, metrics, versions, signed).
+  type: dict
+  returned: success
+"""
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+
+    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+        result = super().run(tmp, task_vars)
+        _, args = self.validate_argument_spec(
+            argument_spec={
+                "bundle": {"type": "path", "required": True},
+                "public_key": {"type": "path"},
+            }
+        )
+        from edgecast.bundle import BundleError, load_bundle
+        from edgecast.signing import load_public_key
+
+        try:
+            key = load_public_key(Path(args["public_key"])) if args["public_key"] else None
+            bundle = load_bundle(Path(args["bundle"]), key)
+        except (BundleError, OSError, ValueError) as exc:
+            result.update(failed=True, msg=f"bundle refused: {exc}")
+            return result
+        result.update(
+            changed=False,
+            model_id=bundle.model_id,
+            summary=bundle.summary(),
+            msg=f"{bundle.model_id}: digests{' and signature' if key else ''} verified",
+        )
+        return result
