@@ -7,68 +7,27 @@ engine and the base image come from tests/infra, so a fresh machine needs nothin
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from molecule_support import base_image, molecule_environment, run_molecule, step_output
 
-REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\x1b\]8;;[^\x1b]*\x1b\\")
 SCENARIO_TIMEOUT_S = 1500
 
 
 @pytest.fixture(scope="module")
 def molecule_env() -> dict[str, str]:
     """A running Docker engine, the systemd base image, and molecule on PATH."""
-    missing = [tool for tool in ("molecule", "ansible-playbook") if not (VENV_BIN / tool).exists()]
-    assert not missing, (
-        f"{', '.join(missing)} not found next to {sys.executable}: "
-        "install the dev requirements (pip install -r requirements-dev.txt)"
-    )
-    subprocess.run(["bash", "tests/infra/docker-engine.sh"], cwd=REPO, check=True, timeout=600)
-    image = subprocess.run(
-        ["bash", "tests/infra/base-image.sh", "amd64", "systemd"],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    ).stdout.split()[-1]
-    assert image == "local/debian-amd64-systemd:bookworm", image
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    # Molecule frames each step's output ("➜ step: Executing" ... "Executed") only when it does
-    # markup; without a terminal (CI) that takes forcing.
-    env.pop("NO_COLOR", None)
-    env.update(PY_COLORS="1", ANSIBLE_FORCE_COLOR="1")
+    env = molecule_environment()
+    base_image("amd64", "systemd")
     return env
-
-
-def step_output(output: str, step: str) -> str:
-    """The part of molecule's log between the start and the end of one step."""
-    match = re.search(rf"➜ {step}: Executing\n(.*?)➜ {step}: Executed: (\w+)", output, re.S)
-    assert match, f"molecule did not run the {step} step"
-    assert match.group(2) == "Successful", f"{step}: {match.group(2)}"
-    return match.group(1)
 
 
 @pytest.mark.parametrize("scenario", ["docker_engine", "jetson_runtime"])
 def test_molecule_scenario(scenario: str, molecule_env: dict[str, str], tmp_path: Path) -> None:
-    result = subprocess.run(
-        ["molecule", "test", "-s", scenario],
-        cwd=REPO,
-        env=molecule_env,
-        capture_output=True,
-        text=True,
-        timeout=SCENARIO_TIMEOUT_S,
-    )
-    output = ANSI.sub("", result.stdout + result.stderr)
     log = tmp_path / f"molecule-{scenario}.log"
-    log.write_text(output)
-    assert result.returncode == 0, f"molecule test -s {scenario} failed ({log}):\n{output[-6000:]}"
+    output = run_molecule(scenario, molecule_env, log, timeout=SCENARIO_TIMEOUT_S)
 
     # The second converge changed nothing on the host.
     idempotence = step_output(output, "idempotence")

@@ -9,18 +9,18 @@ tests/infra, so a fresh machine needs nothing else; the first image build takes 
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from molecule_support import (
+    base_image,
+    flat,
+    molecule_environment,
+    recap_counts,
+    run_molecule,
+    step_output,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\x1b\]8;;[^\x1b]*\x1b\\")
-IMAGE_BUILD_TIMEOUT_S = 1800
 SCENARIO_TIMEOUT_S = 1800
 SCENARIO_IMAGES = {"edge_os_rpi": "arm64", "edge_os_armhf": "armhf"}
 
@@ -28,69 +28,13 @@ SCENARIO_IMAGES = {"edge_os_rpi": "arm64", "edge_os_armhf": "armhf"}
 @pytest.fixture(scope="module")
 def molecule_env() -> dict[str, str]:
     """A running Docker engine, molecule on PATH and an output format the checks can parse."""
-    missing = [tool for tool in ("molecule", "ansible-playbook") if not (VENV_BIN / tool).exists()]
-    assert not missing, (
-        f"{', '.join(missing)} not found next to {sys.executable}: "
-        "install the dev requirements (pip install -r requirements-dev.txt)"
-    )
-    subprocess.run(["bash", "tests/infra/docker-engine.sh"], cwd=REPO, check=True, timeout=600)
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    # Molecule only frames each step's playbook output between "➜ step: Executing" and
-    # "➜ step: Executed" when it does markup; without a terminal that takes forcing.
-    env.pop("NO_COLOR", None)
-    env.update(PY_COLORS="1", ANSIBLE_FORCE_COLOR="1")
-    return env
-
-
-def base_image(arch: str) -> str:
-    """Builds (or finds) the local Debian image of one architecture; qemu runs it."""
-    image = subprocess.run(
-        ["bash", "tests/infra/base-image.sh", arch],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=IMAGE_BUILD_TIMEOUT_S,
-    ).stdout.split()[-1]
-    assert image == f"local/debian-{arch}:bookworm", image
-    return image
+    return molecule_environment()
 
 
 def run_scenario(scenario: str, env: dict[str, str], log: Path) -> str:
     """Runs `molecule test -s scenario` from the repository root; returns its output."""
     base_image(SCENARIO_IMAGES[scenario])
-    result = subprocess.run(
-        ["molecule", "test", "-s", scenario],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=SCENARIO_TIMEOUT_S,
-    )
-    output = ANSI.sub("", result.stdout + result.stderr)
-    log.write_text(output)
-    assert result.returncode == 0, f"molecule test -s {scenario} failed ({log}):\n{output[-6000:]}"
-    return output
-
-
-def step_output(output: str, step: str) -> str:
-    """The part of molecule's log between the start and the end of one step."""
-    match = re.search(rf"➜ {step}: Executing\n(.*?)➜ {step}: Executed: (\w+)", output, re.S)
-    assert match, f"molecule did not run the {step} step"
-    assert match.group(2) == "Successful", f"{step}: {match.group(2)}"
-    return match.group(1)
-
-
-def flat(text: str) -> str:
-    """The text with molecule's box drawing and line wrapping undone, to search for phrases."""
-    return " ".join(text.replace("│", " ").split())
-
-
-def recap_counts(step: str, name: str) -> list[int]:
-    """Every `name=N` of the play recaps in one step's output."""
-    counts = [int(n) for n in re.findall(rf"\b{name}=(\d+)", step)]
-    assert counts, f"no play recap in this step:\n{step[-3000:]}"
-    return counts
+    return run_molecule(scenario, env, log, timeout=SCENARIO_TIMEOUT_S)
 
 
 def test_edge_os_rpi(molecule_env: dict[str, str], tmp_path: Path) -> None:

@@ -1,0 +1,86 @@
+"""What the Molecule scenario tests share: the tools, a Docker engine, the base images, and
+reading molecule's log.
+
+The Docker engine and the base images come from tests/infra, so a fresh machine needs nothing
+else; the first image build of an architecture takes minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\x1b\]8;;[^\x1b]*\x1b\\")
+IMAGE_BUILD_TIMEOUT_S = 1800
+
+
+def molecule_environment() -> dict[str, str]:
+    """A running Docker engine, molecule on PATH and an output format the checks can parse."""
+    missing = [tool for tool in ("molecule", "ansible-playbook") if not (VENV_BIN / tool).exists()]
+    assert not missing, (
+        f"{', '.join(missing)} not found next to {sys.executable}: "
+        "install the dev requirements (pip install -r requirements-dev.txt)"
+    )
+    subprocess.run(["bash", "tests/infra/docker-engine.sh"], cwd=REPO, check=True, timeout=600)
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # Molecule only frames each step's playbook output between "➜ step: Executing" and
+    # "➜ step: Executed" when it does markup; without a terminal (CI) that takes forcing.
+    env.pop("NO_COLOR", None)
+    env.update(PY_COLORS="1", ANSIBLE_FORCE_COLOR="1")
+    return env
+
+
+def base_image(arch: str, flavour: str = "") -> str:
+    """Builds (or finds) local/debian-<arch>[-<flavour>]:bookworm; qemu runs foreign ones."""
+    image = subprocess.run(
+        ["bash", "tests/infra/base-image.sh", arch, *([flavour] if flavour else [])],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=IMAGE_BUILD_TIMEOUT_S,
+    ).stdout.split()[-1]
+    expected = f"local/debian-{arch}{'-' + flavour if flavour else ''}:bookworm"
+    assert image == expected, image
+    return image
+
+
+def run_molecule(scenario: str, env: dict[str, str], log: Path, *args: str, timeout: float) -> str:
+    """Runs `molecule test -s scenario [args]` from the repository root; returns its output."""
+    result = subprocess.run(
+        ["molecule", "test", "-s", scenario, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    output = ANSI.sub("", result.stdout + result.stderr)
+    log.write_text(output)
+    assert result.returncode == 0, f"molecule test -s {scenario} failed ({log}):\n{output[-6000:]}"
+    return output
+
+
+def step_output(output: str, step: str) -> str:
+    """The part of molecule's log between the start and the end of one step."""
+    match = re.search(rf"➜ {step}: Executing\n(.*?)➜ {step}: Executed: (\w+)", output, re.S)
+    assert match, f"molecule did not run the {step} step"
+    assert match.group(2) == "Successful", f"{step}: {match.group(2)}"
+    return match.group(1)
+
+
+def flat(text: str) -> str:
+    """The text with molecule's box drawing and line wrapping undone, to search for phrases."""
+    return " ".join(text.replace("│", " ").split())
+
+
+def recap_counts(step: str, name: str) -> list[int]:
+    """Every `name=N` of the play recaps in one step's output."""
+    counts = [int(n) for n in re.findall(rf"\b{name}=(\d+)", step)]
+    assert counts, f"no play recap in this step:\n{step[-3000:]}"
+    return counts
