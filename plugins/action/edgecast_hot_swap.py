@@ -25,11 +25,14 @@ options:
   token:
     description: Admin bearer token of the predictor.
     type: str
-    required: true
     no_log: true
   model_id:
     description: Model to serve; omit to go back to the model served before the current one.
     type: str
+  query:
+    description: Only ask what the predictor serves (O(token) is then not needed).
+    type: bool
+    default: false
   timeout:
     description: Seconds to wait for the predictor's answer.
     type: float
@@ -61,8 +64,9 @@ class ActionModule(ActionBase):
         _, args = self.validate_argument_spec(
             argument_spec={
                 "url": {"type": "str", "required": True},
-                "token": {"type": "str", "required": True, "no_log": True},
+                "token": {"type": "str", "no_log": True},
                 "model_id": {"type": "str"},
+                "query": {"type": "bool", "default": False},
                 "timeout": {"type": "float", "default": 120.0},
             }
         )
@@ -70,6 +74,18 @@ class ActionModule(ActionBase):
 
         url = args["url"].rstrip("/")
         try:
+            if args["query"]:
+                serving = serving_model(url)
+                previous = serving.get("previous") or {}
+                result.update(
+                    changed=False,
+                    model_id=serving["model_id"],
+                    previous_model_id=previous.get("model_id"),
+                )
+                return result
+            if not args["token"]:
+                result.update(failed=True, msg="token is required to switch models")
+                return result
             if self._task.check_mode:
                 current = str(serving_model(url)["model_id"])
                 wanted = args["model_id"]
