@@ -1,0 +1,489 @@
+"""Deploy and roll out on a real Kubernetes node: the k3s path end to end, under steady load.
+
+The cluster is the harness of tests/infra/cluster (a real API server, kubelet on this machine's
+Docker engine, kube-proxy). The predictor image is built by the predictor_image role, the
+first model deployed by `playbooks/deploy-predictor.yml`, and every rollout is
+`ansible-playbook rollout-model.yml` with only the namespace-scoped rollout kubeconfig that the
+deploy role wrote, while tests/load_client.py sends requests to the node's Service ClusterIP
+from a separate process. In order: the first deployment (and a second run that changes
+nothing), a pod switch to the second model, a corrupted bundle refused before the cluster
+changes, a bundle that fails the parity gate on the node (reverted), and a rollback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+from bundle_faults import clone_bundle, flip_weights_byte, shift_reference_outputs
+from cluster_support import Cluster, kube_cluster, wait_for
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from conftest import REPO, TrainedStore, window_from_data
+
+__all__ = ["kube_cluster"]  # the shared fixture, imported for pytest
+
+BIN = Path(sys.executable).parent
+BASE_IMAGE = "local/debian-amd64:bookworm"
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+BUILD_STAGE_LABEL = "io.edgecast.build-stage-of"
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+APP_SELECTOR = "app.kubernetes.io/name=edgecast-predictor"
+PHASES_RE = re.compile(r"phases \(s\): (\{[^}]*\})")
+PHASE_RE = re.compile(r"(\w+)'*:\s+([0-9.]+)")
+
+
+def playbook(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "K8S_AUTH_KUBECONFIG")}
+    env.update(PATH=f"{BIN}:{os.environ['PATH']}", ANSIBLE_FORCE_COLOR="0")
+    return subprocess.run(
+        [str(BIN / "ansible-playbook"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def output_of(result: subprocess.CompletedProcess) -> str:
+    return result.stdout[-8000:] + result.stderr[-3000:]
+
+
+def recap(output: str, host: str) -> dict[str, int]:
+    match = re.search(
+        rf"{re.escape(host)}\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)",
+        output,
+    )
+    assert match, output[-3000:]
+    return dict(
+        zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups()), strict=True)
+    )
+
+
+def phases_of(output: str) -> dict[str, float]:
+    """The phase times of the rollout's report line (a dict, as the callback quotes it)."""
+    match = PHASES_RE.search(output)
+    assert match, f"no phase times in the output:\n{output[-3000:]}"
+    phases = {key: float(value) for key, value in PHASE_RE.findall(match.group(1))}
+    assert phases, match.group(0)
+    return phases
+
+
+def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert result.returncode == 0, f"docker {' '.join(args)}: {result.stderr[-3000:]}"
+    return result
+
+
+def records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@dataclass
+class Edge:
+    """The node's inventory, namespace, store and Service, as the deploy role left them."""
+
+    cluster: Cluster
+    node: str
+    namespace: str
+    inventory: Path
+    store: Path
+    rollout_kubeconfig: Path
+    image: str
+    deploy_args: tuple[str, ...]
+    phases: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def service(self) -> str:
+        return f"predictor-{self.node}"
+
+    def cluster_ip(self) -> str:
+        ip = (
+            self.cluster.core()
+            .read_namespaced_service(self.service, self.namespace)
+            .spec.cluster_ip
+        )
+        self.cluster.assert_routed_locally(ip)
+        return str(ip)
+
+    def url(self) -> str:
+        return f"http://{self.cluster_ip()}:8080"
+
+    def predict(self) -> dict:
+        response = requests.post(f"{self.url()}/v1/predict", json=window_from_data(), timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def serving(self) -> str:
+        return str(requests.get(f"{self.url()}/v1/model", timeout=10).json()["model_id"])
+
+    def deployments(self) -> dict[str, str]:
+        """Name -> resourceVersion of the node's predictor Deployments."""
+        found = self.cluster.apps().list_namespaced_deployment(
+            self.namespace, label_selector=APP_SELECTOR
+        )
+        return {d.metadata.name: d.metadata.resource_version for d in found.items}
+
+    def deployment_models(self) -> list[str]:
+        found = self.cluster.apps().list_namespaced_deployment(
+            self.namespace, label_selector=APP_SELECTOR
+        )
+        return sorted(d.metadata.annotations["edgecast.io/model-id"] for d in found.items)
+
+    def pod_models(self) -> list[str]:
+        pods = self.cluster.core().list_namespaced_pod(self.namespace, label_selector=APP_SELECTOR)
+        return sorted(p.metadata.annotations["edgecast.io/model-id"] for p in pods.items)
+
+    def service_version(self) -> str:
+        service = self.cluster.core().read_namespaced_service(self.service, self.namespace)
+        return str(service.metadata.resource_version)
+
+    def stored(self) -> list[str]:
+        return sorted(p.name for p in self.store.iterdir())
+
+    def rollout(self, *args: str) -> subprocess.CompletedProcess:
+        return playbook(
+            "-i",
+            str(self.inventory),
+            "rollout-model.yml",
+            "-e",
+            f"model_rollout_kubeconfig={self.rollout_kubeconfig}",
+            *args,
+            timeout=600,
+        )
+
+    def describe(self) -> str:
+        core = self.cluster.core()
+        lines = []
+        for pod in core.list_namespaced_pod(self.namespace).items:
+            statuses = pod.status.container_statuses or []
+            lines.append(f"{pod.metadata.name} {pod.status.phase} {[s.state for s in statuses]}")
+        events = core.list_namespaced_event(self.namespace).items
+        lines += [f"event {e.involved_object.name}: {e.reason} {e.message}" for e in events[-15:]]
+        return "\n".join(lines) + "\n" + self.cluster.diagnostics()
+
+
+@pytest.fixture(scope="module")
+def node(kube_cluster: Cluster) -> str:
+    nodes = kube_cluster.core().list_node().items
+    assert len(nodes) == 1, [n.metadata.name for n in nodes]
+    return str(nodes[0].metadata.name)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("rollout-cluster")
+
+
+@pytest.fixture(scope="module")
+def inventory(node: str, work: Path) -> Iterator[tuple[Path, Path, str, str]]:
+    """The node as an edge host reached locally; its store, namespace and image tag."""
+    suffix = secrets.token_hex(4)
+    namespace = f"edgecast-test-{suffix}"
+    image = f"edgecast-predictor:cluster-test-{suffix}"
+    # Under /var/lib: every parent is world-searchable, so uid 10001 in the pods can read it.
+    store = Path(f"/var/lib/edgecast-test-{suffix}") / "models"
+    host = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
+        "ansible_become": False,
+    }
+    inventory = {
+        "all": {
+            "children": {"edge": {"hosts": {node: host}}},
+            "vars": {
+                "edgecast_deployment": "k3s",
+                "edgecast_namespace": namespace,
+                "predictor_deploy_namespace": namespace,
+                "predictor_deploy_store": str(store),
+                "predictor_deploy_image": image,
+                "predictor_image_tag": image.split(":", 1)[1],
+                "predictor_image_base_image": BASE_IMAGE,
+                "predictor_image_extra_ca_bundle": HOST_CA_BUNDLE,
+                "predictor_image_build_dir": str(work / "context"),
+                "predictor_image_revision": REVISION,
+            },
+        }
+    }
+    path = work / "inventory.yml"
+    path.write_text(json.dumps(inventory))
+    try:
+        yield path, store, namespace, image
+    finally:
+        shutil.rmtree(store.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def image(inventory: tuple[Path, Path, str, str]) -> Iterator[str]:
+    """The predictor image, built on the node by the predictor_image role."""
+    path, _, _, ref = inventory
+    subprocess.run(["bash", "tests/infra/docker-engine.sh"], cwd=REPO, check=True, timeout=600)
+    subprocess.run(
+        ["bash", "tests/infra/base-image.sh", "amd64"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=1200,
+    )
+    try:
+        started = time.monotonic()
+        built = playbook("-i", str(path), "playbooks/predictor-image.yml")
+        assert built.returncode == 0, output_of(built)
+        print(f"\npredictor image {ref} built in {time.monotonic() - started:.0f} s")
+        yield ref
+    finally:
+        docker("image", "rm", ref, check=False)
+        docker(
+            "image", "prune", "--force", "--filter", f"label={BUILD_STAGE_LABEL}={ref}", check=False
+        )
+
+
+@pytest.fixture(scope="module")
+def edge(
+    kube_cluster: Cluster,
+    node: str,
+    work: Path,
+    inventory: tuple[Path, Path, str, str],
+    image: str,
+    trained_store: TrainedStore,
+) -> Iterator[Edge]:
+    path, store, namespace, _ = inventory
+    rollout_kubeconfig = work / "rollout.kubeconfig"
+    first = trained_store.root / trained_store.model_ids[0]
+    args = (
+        "-i",
+        str(path),
+        "playbooks/deploy-predictor.yml",
+        "-e",
+        f"predictor_deploy_kubeconfig={kube_cluster.kubeconfig}",
+        "-e",
+        f"predictor_deploy_rollout_kubeconfig={rollout_kubeconfig}",
+        "-e",
+        f"predictor_deploy_bundle={first}",
+    )
+    edge = Edge(kube_cluster, node, namespace, path, store, rollout_kubeconfig, image, args)
+    try:
+        started = time.monotonic()
+        result = playbook(*args, timeout=900)
+        assert result.returncode == 0, output_of(result) + edge.describe()
+        print(f"first deployment: {time.monotonic() - started:.0f} s")
+        yield edge
+    finally:
+        _delete_namespace(kube_cluster, namespace)
+
+
+def _delete_namespace(cluster: Cluster, namespace: str) -> None:
+    """Deletes the test's namespace and waits (bounded) until its pods are gone."""
+    core = cluster.core()
+    try:
+        core.delete_namespace(namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            core.read_namespace(namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+        time.sleep(1)
+
+
+@contextmanager
+def steady_load(edge: Edge, out: Path) -> Iterator[Path]:
+    """tests/load_client.py against the Service ClusterIP, flowing before the block starts."""
+    load = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "tests" / "load_client.py"),
+            "--url",
+            edge.url(),
+            "--duration",
+            "300",
+            "--out",
+            str(out),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(
+            "the load to flow",
+            lambda: out.exists() and len([r for r in records(out) if r["status"] == 200]) >= 5,
+            timeout=60,
+        )
+        yield out
+    finally:
+        load.terminate()
+        load.wait(timeout=30)
+
+
+def assert_no_failure(out: Path, at_least: int = 10) -> list[dict]:
+    done = records(out)
+    failed = [r for r in done if r["status"] != 200]
+    assert not failed, f"{len(failed)} of {len(done)} requests failed: {failed[:5]}"
+    assert len(done) >= at_least, len(done)
+    return done
+
+
+def test_the_deploy_role_serves_the_first_model_through_the_service(
+    edge: Edge, trained_store: TrainedStore
+) -> None:
+    first = trained_store.model_ids[0]
+    assert edge.deployment_models() == [first]
+
+    def ready() -> bool:
+        pods = edge.cluster.core().list_namespaced_pod(edge.namespace, label_selector=APP_SELECTOR)
+        return len(pods.items) == 1 and any(
+            c.type == "Ready" and c.status == "True" for c in pods.items[0].status.conditions or []
+        )
+
+    wait_for("the predictor pod to be ready", ready, timeout=60, details=edge.describe)
+    pod = edge.cluster.core().list_namespaced_pod(edge.namespace, label_selector=APP_SELECTOR)
+    assert pod.items[0].spec.node_name == edge.node
+    assert pod.items[0].spec.containers[0].image == edge.image
+    answer = wait_for("a forecast through the ClusterIP", edge.predict, timeout=60)
+    assert answer["model_id"] == first
+    assert len(answer["forecast_kwh"]) == 24
+    assert edge.stored() == [first]
+    assert oct(edge.rollout_kubeconfig.stat().st_mode & 0o777) == "0o600"
+
+    again = playbook(*edge.deploy_args, timeout=900)
+    assert again.returncode == 0, output_of(again)
+    assert recap(again.stdout, edge.node)["changed"] == 0, again.stdout[-5000:]
+
+
+def test_the_rollout_kubeconfig_is_limited_to_the_namespace(edge: Edge) -> None:
+    api = config.new_client_from_config(config_file=str(edge.rollout_kubeconfig))
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    assert apps.list_namespaced_deployment(edge.namespace).items
+    core.read_namespaced_service(edge.service, edge.namespace)
+    for forbidden in (
+        core.list_node,
+        core.list_namespace,
+        lambda: core.list_namespaced_secret(edge.namespace),
+        lambda: core.list_namespaced_pod("default"),
+        lambda: core.delete_namespaced_service(edge.service, edge.namespace),
+    ):
+        with pytest.raises(ApiException) as refused:
+            forbidden()
+        assert refused.value.status == 403, refused.value
+
+
+def test_a_pod_switch_under_load_fails_no_request(
+    edge: Edge, trained_store: TrainedStore, tmp_path: Path
+) -> None:
+    first, second = trained_store.model_ids
+    bundle = trained_store.root / second
+    with steady_load(edge, tmp_path / "load.jsonl") as out:
+        started = time.time()
+        result = edge.rollout("-e", f"model_bundle={bundle}")
+        assert result.returncode == 0, output_of(result) + edge.describe()
+        time.sleep(1.0)
+    done = assert_no_failure(out)
+    assert edge.serving() == second
+    assert edge.predict()["model_id"] == second
+    assert edge.deployment_models() == [second]
+    assert edge.pod_models() == [second]
+    assert sorted(edge.stored()) == sorted([first, second])
+    served = [r for r in done if r["start"] >= started and r["model_id"] == second]
+    assert served, "no request was answered by the new model"
+    phases = phases_of(result.stdout)
+    for phase in ("create", "ready", "verify_pod", "switch", "endpoints", "drain", "total"):
+        assert phase in phases, phases
+    edge.phases.append(phases)
+    print(f"\npod switch {first} -> {second}: {len(done)} requests, 0 failed; phases (s) {phases}")
+
+
+def test_a_corrupted_bundle_is_refused_before_the_cluster_changes(
+    edge: Edge, trained_store: TrainedStore, tmp_path: Path
+) -> None:
+    before = edge.serving()
+    deployments, service, stored = edge.deployments(), edge.service_version(), edge.stored()
+    bad = clone_bundle(trained_store.root / trained_store.model_ids[1], tmp_path, "corrupt-0001")
+    flip_weights_byte(bad)
+    with steady_load(edge, tmp_path / "load.jsonl") as out:
+        result = edge.rollout("-e", f"model_bundle={bad}")
+    assert result.returncode != 0
+    assert "bundle refused" in result.stdout and "weights.npz" in result.stdout, output_of(result)
+    assert edge.deployments() == deployments
+    assert edge.service_version() == service
+    assert edge.stored() == stored
+    assert edge.serving() == before
+    assert_no_failure(out, at_least=3)
+
+
+def test_a_bundle_failing_parity_on_the_node_is_reverted(
+    edge: Edge, trained_store: TrainedStore, tmp_path: Path
+) -> None:
+    before = edge.serving()
+    deployments, service = edge.deployments(), edge.service_version()
+    bad = clone_bundle(
+        trained_store.root / trained_store.model_ids[1],
+        tmp_path,
+        f"shifted-reference-{secrets.token_hex(3)}",
+    )
+    shift_reference_outputs(bad)
+    with steady_load(edge, tmp_path / "load.jsonl") as out:
+        result = edge.rollout("-e", f"model_bundle={bad}", "-e", "model_rollout_ready_timeout=45")
+    text = result.stdout
+    assert result.returncode != 0, output_of(result)
+    assert f"to model {bad.name} failed in phase ready" in text, output_of(result)
+    assert "was not available within 45s" in text, output_of(result)
+    assert "deleted" in text and f"still selecting model {before}" in text, output_of(result)
+    assert "running but not ready (readiness probe failing)" in text, output_of(result)
+    wait_for(
+        "the new Deployment and its pod to be gone",
+        lambda: edge.deployment_models() == [before] and edge.pod_models() == [before],
+        timeout=90,
+        details=edge.describe,
+    )
+    assert edge.deployments() == deployments
+    assert edge.service_version() == service
+    assert edge.serving() == before
+    assert_no_failure(out)
+
+
+def test_a_rollback_to_the_previous_model_under_load(
+    edge: Edge, trained_store: TrainedStore, tmp_path: Path
+) -> None:
+    first, second = trained_store.model_ids
+    assert edge.serving() == second
+    with steady_load(edge, tmp_path / "load.jsonl") as out:
+        started = time.time()
+        result = edge.rollout("-e", "rollback_to=previous")
+        assert result.returncode == 0, output_of(result) + edge.describe()
+        time.sleep(1.0)
+    done = assert_no_failure(out)
+    assert edge.serving() == first
+    assert edge.deployment_models() == [first]
+    assert edge.pod_models() == [first]
+    assert [r for r in done if r["start"] >= started and r["model_id"] == first]
+    phases = phases_of(result.stdout)
+    edge.phases.append(phases)
+    print(f"\nrollback {second} -> {first}: {len(done)} requests, 0 failed; phases (s) {phases}")
+    medians = {
+        key: statistics.median(p[key] for p in edge.phases if key in p) for key in edge.phases[0]
+    }
+    print(
+        f"pod switch on the cluster, {len(edge.phases)} rollouts, phase medians (s): "
+        + ", ".join(f"{key} {value:.2f}" for key, value in medians.items())
+    )
