@@ -48,8 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=10.0, help="per-request timeout (s)")
     parser.add_argument("--body", type=Path, help="JSON request body (default: shipped b13 data)")
     args = parser.parse_args(argv)
-    if not 0 < args.duration <= 600:
-        parser.error("--duration must be in (0, 600] seconds")
+    if not 0 < args.duration <= 3600:
+        parser.error("--duration must be in (0, 3600] seconds")
     if args.max_requests < 1:
         parser.error("--max-requests must be positive")
     return args

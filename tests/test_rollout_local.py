@@ -92,7 +92,7 @@ def load(edge: LocalEdge, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
             "--url",
             edge.url,
             "--duration",
-            "600",
+            "3600",  # bounded; the module's teardown stops it as soon as the tests end
             "--out",
             str(out),
         ],
