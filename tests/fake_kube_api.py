@@ -142,6 +142,8 @@ class FakePodBehaviour:
 
     outcome: str = "ready"
     ready_after: float = 0.1
+    # What the predictor's /readyz says while the pod is not ready (the real one's wording).
+    not_ready_reason: str = "loading model"
     serves_model: str | None = None
 
 
@@ -1237,6 +1239,8 @@ class FakeKubernetesApi:
         behaviour = self.behaviour(_pod_model(pod))
         model = behaviour.serves_model or _pod_model(pod)
         if behaviour.outcome != "ready":
+            if path == "readyz":
+                return 503, {"ready": False, "reason": behaviour.not_ready_reason}, _JSON
             return 503, {"error": "no model is loaded yet", "status": 503}, _JSON
         if path == "v1/model":
             return 200, {"model_id": model, "runtime": "litert", "previous": None}, _JSON

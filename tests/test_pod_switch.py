@@ -195,6 +195,7 @@ def test_pod_never_ready_times_out_naming_the_wait_and_keeps_the_old_model(fake,
     assert "readyReplicas=0" in message
     assert "Available=False (MinimumReplicasUnavailable" in message
     assert "running but not ready" in message
+    assert "predictor /readyz: loading model" in message
     assert "Readiness probe failed: HTTP probe failed with statuscode: 503" in message
     assert f"Deployment {deployment_name('model-b')} deleted" in message
     assert "still selecting model model-a" in message

@@ -684,6 +684,8 @@ class _PodSwitch:
         )
         for container in statuses:
             parts.extend(_describe_container(container))
+        if status.get("phase") == "Running" and not _is_ready_pod(pod):
+            parts.extend(self.readiness_reason(name))
         for condition in status.get("conditions") or []:
             if condition.get("status") != "True" and (
                 condition.get("reason") or condition.get("message")
@@ -691,6 +693,32 @@ class _PodSwitch:
                 parts.append(f"{condition.get('type')}=False ({_condition_reason(condition)})")
         parts.extend(self.warning_events(name))
         return ", ".join(parts)
+
+    def readiness_reason(self, pod_name: str) -> list[str]:
+        """The predictor's own answer to ``GET /readyz`` (why it refuses to serve, e.g. parity).
+
+        Read through the API server's pod proxy (the Role's ``pods/proxy`` get), with a short
+        timeout: this only explains a failure, so any error here is reported, never raised.
+        """
+        try:
+            answer = self.cluster.call(
+                self.apis.core.connect_get_namespaced_pod_proxy_with_path,
+                f"{pod_name}:{self.spec.port}",
+                path="readyz",
+            )
+        except ApiException as exc:
+            try:
+                body = json.loads(exc.body or "{}")
+            except ValueError:
+                body = {}
+            if isinstance(body, dict) and body.get("ready") is False:
+                return [f"predictor /readyz: {_short(body.get('reason') or 'no reason given')}"]
+            return [f"predictor /readyz not reachable ({_short(api_reason(exc), 160)})"]
+        except (*API_ERRORS, ValueError) as exc:
+            return [f"predictor /readyz not reachable ({_short(api_reason(exc), 160)})"]
+        if answer.get("ready") is True:
+            return ["predictor /readyz now answers ready"]
+        return [f"predictor /readyz: {_short(answer)}"]
 
     def warning_events(self, pod_name: str, keep: int = 3) -> list[str]:
         try:
