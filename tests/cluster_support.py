@@ -21,7 +21,11 @@ Images: nothing can be pulled, so pods use images built on this machine with
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,6 +41,7 @@ STATE_DIR = Path(os.environ.get("EDGECAST_CLUSTER_DIR", "/var/lib/edgecast-clust
 # A cold build (empty cache) on a 2-core machine, plus the start itself.
 START_TIMEOUT_S = 3600
 BASE_IMAGE = "local/debian-amd64:bookworm"
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 HTTP_IMAGE = "local/edgecast-cluster-python-http:1"
 
 T = TypeVar("T")
@@ -104,6 +109,41 @@ class Cluster:
         ).stdout
         assert " dev edgecast0 " in route or " dev lo " in route, f"{ip} is not local: {route}"
 
+    def proxied_endpoints(self, ip: str, port: int) -> set[str]:
+        """The pod addresses kube-proxy's iptables rules now send ``ip:port`` to."""
+        rules = subprocess.run(
+            ["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True
+        ).stdout
+        service = re.search(
+            rf"^-A KUBE-SERVICES -d {re.escape(ip)}/32 .*--dport {port} -j (KUBE-SVC-\w+)$",
+            rules,
+            re.MULTILINE,
+        )
+        if not service:
+            return set()
+        chains = re.findall(rf"^-A {service.group(1)} .*-j (KUBE-SEP-\w+)$", rules, re.MULTILINE)
+        return {
+            found.group(1)
+            for chain in chains
+            if (found := re.search(rf"^-A {chain} .*--to-destination (\S+)$", rules, re.MULTILINE))
+        }
+
+    def wait_proxied(self, ip: str, port: int, timeout: float = 60) -> set[str]:
+        """Waits, without sending a packet, until kube-proxy forwards ``ip:port`` to a pod.
+
+        A connection tried to a ClusterIP before kube-proxy has its rule leaves a conntrack
+        entry without NAT (SYN_SENT, 120 s, renewed by every packet that matches it): a later
+        connection that happens to reuse that source port goes to the bare ClusterIP and fails
+        with "No route to host". Tests therefore send nothing to a new Service before this.
+        """
+        self.assert_routed_locally(ip)
+        return wait_for(
+            f"kube-proxy to forward {ip}:{port} to a pod",
+            lambda: self.proxied_endpoints(ip, port) or None,
+            timeout=timeout,
+            interval=0.2,
+        )
+
 
 def wait_for(
     what: str,
@@ -140,8 +180,51 @@ def _run_cluster_sh(command: str, timeout: float) -> subprocess.CompletedProcess
     )
 
 
-class _SharedCluster:
-    """Starts the cluster once per test process and stops it at the end if it started it."""
+class BackgroundBuild:
+    """``cluster.sh build`` started at the beginning of a run, at low CPU priority.
+
+    A cold build takes tens of minutes on 2 cores; started while the other tests run, it uses
+    the CPU they leave idle, and the tests that need the cluster (collected last) find it
+    built. ``cluster.sh start`` waits on the build's lock, so nothing is built twice; a build
+    that failed here is simply tried again by ``start``, which then reports the error.
+    """
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+        self.log = Path(tempfile.gettempdir()) / f"edgecast-cluster-build-{os.getpid()}.log"
+
+    def start(self) -> None:
+        if self.process is not None or os.environ.get("EDGECAST_CLUSTER_BACKGROUND_BUILD") == "0":
+            return
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                ["nice", "-n", "15", "bash", str(CLUSTER_SH), "build"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def stop(self) -> None:
+        """Ends a build still running when the test run ends (it resumes from Go's cache)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+background_build = BackgroundBuild()
+
+
+def uses_cluster(item: pytest.Item) -> bool:
+    return "kube_cluster" in getattr(item, "fixturenames", ())
+
+
+class SharedCluster:
+    """Starts the cluster once per process and stops it at the end if it started it."""
 
     def __init__(self) -> None:
         self.cluster: Cluster | None = None
@@ -172,7 +255,7 @@ class _SharedCluster:
         assert result.returncode == 0, f"cluster.sh stop failed:\n{result.stderr[-4000:]}"
 
 
-_shared = _SharedCluster()
+_shared = SharedCluster()
 
 
 @pytest.fixture(scope="session")
@@ -230,3 +313,49 @@ tar -C /rootfs -c .
         timeout=300,
     )
     return tag
+
+
+def edge_inventory(
+    node: str, namespace: str, store: Path, image: str, work: Path, revision: str
+) -> dict:
+    """An inventory that makes the cluster's node an edge host reached locally.
+
+    The deploy and rollout playbooks run against it as they would against a k3s node: the
+    image is built on the node from the Debian base image of tests/infra/base-image.sh (with
+    this machine's CA bundle for pip), the store is a host folder that the pods mount.
+    """
+    host = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
+        "ansible_become": False,
+    }
+    return {
+        "all": {
+            "children": {"edge": {"hosts": {node: host}}},
+            "vars": {
+                "edgecast_deployment": "k3s",
+                "edgecast_namespace": namespace,
+                "predictor_deploy_namespace": namespace,
+                "predictor_deploy_store": str(store),
+                "predictor_deploy_image": image,
+                "predictor_image_tag": image.split(":", 1)[1],
+                "predictor_image_base_image": BASE_IMAGE,
+                "predictor_image_extra_ca_bundle": HOST_CA_BUNDLE,
+                "predictor_image_build_dir": str(work / "context"),
+                "predictor_image_revision": revision,
+            },
+        }
+    }
+
+
+_PHASES_RE = re.compile(r"phases \(s\): (\{[^}]*\})")
+_PHASE_RE = re.compile(r"(\w+)'*:\s+([0-9.]+)")
+
+
+def phases_of(output: str) -> dict[str, float]:
+    """The phase times of a pod-switch rollout's report line (a dict, as the callback quotes it)."""
+    match = _PHASES_RE.search(output)
+    assert match, f"no phase times in the output:\n{output[-3000:]}"
+    phases = {key: float(value) for key, value in _PHASE_RE.findall(match.group(1))}
+    assert phases, match.group(0)
+    return phases

@@ -4,7 +4,8 @@
 
 Writes one JSON line per request, flushed as it goes: ``start`` and ``end`` (``time.time()``),
 ``status`` (the HTTP status, or null when no response came back), ``model_id`` (from a 200
-answer) and ``error`` (what went wrong otherwise). The load is bounded: it stops after
+answer) and ``error`` (what went wrong otherwise). Requests share one keep-alive connection
+unless ``--fresh-connections`` is given. The load is bounded: it stops after
 ``--duration`` seconds, after ``--max-requests`` requests, or on SIGTERM/SIGINT, whichever comes
 first. Only the URL given is contacted (meant for 127.0.0.1).
 """
@@ -47,6 +48,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-requests", type=int, default=20_000)
     parser.add_argument("--timeout", type=float, default=10.0, help="per-request timeout (s)")
     parser.add_argument("--body", type=Path, help="JSON request body (default: shipped b13 data)")
+    parser.add_argument(
+        "--fresh-connections",
+        action="store_true",
+        help="a new TCP connection per request (default: one keep-alive connection)",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.duration <= 3600:
         parser.error("--duration must be in (0, 3600] seconds")
@@ -60,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     body = json.loads(args.body.read_text()) if args.body else default_body()
     data = json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}
+    if args.fresh_connections:
+        # A client arriving now: kube-proxy picks a backend per connection, so this shows
+        # when new clients reach the new pod; a kept-alive connection stays on its pod.
+        headers["Connection"] = "close"
     url = args.url.rstrip("/") + "/v1/predict"
 
     stopping = False

@@ -171,7 +171,15 @@ def test_deployment_service_and_http_through_the_service(
     # 1. From this host to the ClusterIP: kube-proxy's iptables rules send it to a pod.
     cluster_ip = service.spec.cluster_ip
     assert cluster_ip.startswith("10.43."), cluster_ip
-    kube_cluster.assert_routed_locally(cluster_ip)
+    kube_cluster.wait_proxied(cluster_ip, 80)
+    wait_for(
+        "kube-proxy's rules to name both pods",
+        lambda: (
+            sorted(a.rsplit(":", 1)[0] for a in kube_cluster.proxied_endpoints(cluster_ip, 80))
+            == pod_ips
+        ),
+        timeout=30,
+    )
 
     def through_cluster_ip() -> requests.Response | None:
         response = requests.get(f"http://{cluster_ip}:80/index.html", timeout=3)

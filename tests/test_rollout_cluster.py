@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import requests
 from bundle_faults import clone_bundle, flip_weights_byte, shift_reference_outputs
-from cluster_support import Cluster, kube_cluster, wait_for
+from cluster_support import Cluster, edge_inventory, kube_cluster, phases_of, wait_for
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -38,13 +38,9 @@ from conftest import REPO, TrainedStore, window_from_data
 __all__ = ["kube_cluster"]  # the shared fixture, imported for pytest
 
 BIN = Path(sys.executable).parent
-BASE_IMAGE = "local/debian-amd64:bookworm"
-HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 BUILD_STAGE_LABEL = "io.edgecast.build-stage-of"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 APP_SELECTOR = "app.kubernetes.io/name=edgecast-predictor"
-PHASES_RE = re.compile(r"phases \(s\): (\{[^}]*\})")
-PHASE_RE = re.compile(r"(\w+)'*:\s+([0-9.]+)")
 
 
 def playbook(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
@@ -74,15 +70,6 @@ def recap(output: str, host: str) -> dict[str, int]:
     return dict(
         zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups()), strict=True)
     )
-
-
-def phases_of(output: str) -> dict[str, float]:
-    """The phase times of the rollout's report line (a dict, as the callback quotes it)."""
-    match = PHASES_RE.search(output)
-    assert match, f"no phase times in the output:\n{output[-3000:]}"
-    phases = {key: float(value) for key, value in PHASE_RE.findall(match.group(1))}
-    assert phases, match.group(0)
-    return phases
 
 
 def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -120,7 +107,7 @@ class Edge:
             .read_namespaced_service(self.service, self.namespace)
             .spec.cluster_ip
         )
-        self.cluster.assert_routed_locally(ip)
+        self.cluster.wait_proxied(ip, 8080)
         return str(ip)
 
     def url(self) -> str:
@@ -200,28 +187,7 @@ def inventory(node: str, work: Path) -> Iterator[tuple[Path, Path, str, str]]:
     image = f"edgecast-predictor:cluster-test-{suffix}"
     # Under /var/lib: every parent is world-searchable, so uid 10001 in the pods can read it.
     store = Path(f"/var/lib/edgecast-test-{suffix}") / "models"
-    host = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
-        "ansible_become": False,
-    }
-    inventory = {
-        "all": {
-            "children": {"edge": {"hosts": {node: host}}},
-            "vars": {
-                "edgecast_deployment": "k3s",
-                "edgecast_namespace": namespace,
-                "predictor_deploy_namespace": namespace,
-                "predictor_deploy_store": str(store),
-                "predictor_deploy_image": image,
-                "predictor_image_tag": image.split(":", 1)[1],
-                "predictor_image_base_image": BASE_IMAGE,
-                "predictor_image_extra_ca_bundle": HOST_CA_BUNDLE,
-                "predictor_image_build_dir": str(work / "context"),
-                "predictor_image_revision": REVISION,
-            },
-        }
-    }
+    inventory = edge_inventory(node, namespace, store, image, work, REVISION)
     path = work / "inventory.yml"
     path.write_text(json.dumps(inventory))
     try:
@@ -450,6 +416,8 @@ def test_a_bundle_failing_parity_on_the_node_is_reverted(
     assert "was not available within 45s" in text, output_of(result)
     assert "deleted" in text and f"still selecting model {before}" in text, output_of(result)
     assert "running but not ready (readiness probe failing)" in text, output_of(result)
+    # The predictor's own reason, read from its /readyz through the API server's pod proxy.
+    assert "predictor /readyz: model refused: parity check failed" in text, output_of(result)
     wait_for(
         "the new Deployment and its pod to be gone",
         lambda: edge.deployment_models() == [before] and edge.pod_models() == [before],
