@@ -26,6 +26,28 @@ DATA = REPO / "data" / "cambridge-estates"
 ADMIN_TOKEN = "test-admin-token-0123456789"
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests on the real cluster run last, and its build starts now in the background.
+
+    ``trylast`` so that this sees the selection after ``-k``/``-m`` deselection.
+    """
+    from cluster_support import background_build, uses_cluster
+
+    on_cluster = [item for item in items if uses_cluster(item)]
+    if not on_cluster:
+        return
+    items[:] = [item for item in items if not uses_cluster(item)] + on_cluster
+    if not config.option.collectonly:
+        background_build.start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from cluster_support import background_build
+
+    background_build.stop()
+
+
 def edgecast(*args: str, check: bool = True, **kwargs: object) -> subprocess.CompletedProcess:
     """Runs the real CLI in a child process."""
     return subprocess.run(
