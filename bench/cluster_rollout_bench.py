@@ -196,13 +196,15 @@ def main() -> int:
             load.terminate()
             load.wait(timeout=30)
         if not args.keep:
-            try:
-                cluster.core().delete_namespace(namespace)
-            except Exception as exc:  # a namespace never created is not an error here
-                print(f"namespace {namespace} not deleted: {exc}")
+            cluster.delete_namespace(namespace)
             shutil.rmtree(store.parent, ignore_errors=True)
             if not args.image:
                 subprocess.run(["docker", "image", "rm", image], capture_output=True)
+                subprocess.run(
+                    ["docker", "image", "prune", "--force", "--filter",
+                     f"label=io.edgecast.build-stage-of={image}"],
+                    capture_output=True,
+                )  # fmt: skip
             shared.stop()
     return report(table, logs, last)
 

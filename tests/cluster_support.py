@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,7 +31,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from background import BackgroundJob
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_SH = REPO / "tests" / "infra" / "cluster" / "cluster.sh"
@@ -109,6 +109,23 @@ class Cluster:
         ).stdout
         assert " dev edgecast0 " in route or " dev lo " in route, f"{ip} is not local: {route}"
 
+    def delete_namespace(self, namespace: str, timeout: float = 120) -> None:
+        """Deletes a namespace and waits (bounded) until it, and so its pods, are gone."""
+        core = self.core()
+        try:
+            core.delete_namespace(namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                core.read_namespace(namespace)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+            time.sleep(1)
+
     def proxied_endpoints(self, ip: str, port: int) -> set[str]:
         """The pod addresses kube-proxy's iptables rules now send ``ip:port`` to."""
         rules = subprocess.run(
@@ -180,43 +197,9 @@ def _run_cluster_sh(command: str, timeout: float) -> subprocess.CompletedProcess
     )
 
 
-class BackgroundBuild:
-    """``cluster.sh build`` started at the beginning of a run, at low CPU priority.
-
-    A cold build takes tens of minutes on 2 cores; started while the other tests run, it uses
-    the CPU they leave idle, and the tests that need the cluster (collected last) find it
-    built. ``cluster.sh start`` waits on the build's lock, so nothing is built twice; a build
-    that failed here is simply tried again by ``start``, which then reports the error.
-    """
-
-    def __init__(self) -> None:
-        self.process: subprocess.Popen | None = None
-        self.log = Path(tempfile.gettempdir()) / f"edgecast-cluster-build-{os.getpid()}.log"
-
-    def start(self) -> None:
-        if self.process is not None or os.environ.get("EDGECAST_CLUSTER_BACKGROUND_BUILD") == "0":
-            return
-        with self.log.open("w") as log:
-            self.process = subprocess.Popen(
-                ["nice", "-n", "15", "bash", str(CLUSTER_SH), "build"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-
-    def stop(self) -> None:
-        """Ends a build still running when the test run ends (it resumes from Go's cache)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-
-
-background_build = BackgroundBuild()
+# ``cluster.sh build``, started by conftest.py when tests that use the cluster are selected
+# (see background.py); ``cluster.sh start`` waits on the build's lock for what is left.
+background_build = BackgroundJob("cluster-build")
 
 
 def uses_cluster(item: pytest.Item) -> bool:

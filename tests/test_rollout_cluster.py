@@ -35,6 +35,10 @@ from kubernetes.client.exceptions import ApiException
 
 from conftest import REPO, TrainedStore, window_from_data
 
+# Debian base images (tests/infra/base-image.sh ARCH [FLAVOUR]) that conftest.py prepares
+# in the background while earlier tests run.
+BASE_IMAGES = ("amd64",)
+
 __all__ = ["kube_cluster"]  # the shared fixture, imported for pytest
 
 BIN = Path(sys.executable).parent
@@ -252,25 +256,7 @@ def edge(
         print(f"first deployment: {time.monotonic() - started:.0f} s")
         yield edge
     finally:
-        _delete_namespace(kube_cluster, namespace)
-
-
-def _delete_namespace(cluster: Cluster, namespace: str) -> None:
-    """Deletes the test's namespace and waits (bounded) until its pods are gone."""
-    core = cluster.core()
-    try:
-        core.delete_namespace(namespace)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            core.read_namespace(namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return
-        time.sleep(1)
+        kube_cluster.delete_namespace(namespace)
 
 
 @contextmanager
