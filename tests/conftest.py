@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from background import BackgroundJob
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "cambridge-estates"
@@ -28,24 +29,41 @@ ADMIN_TOKEN = "test-admin-token-0123456789"
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests on the real cluster run last, and its build starts now in the background.
+    """Tests on the real cluster run last; slow preparations start now in the background.
 
-    ``trylast`` so that this sees the selection after ``-k``/``-m`` deselection.
+    The cluster build and the Debian base images that the selected tests name (a module's
+    ``BASE_IMAGES``) are made while the other tests run; see background.py. ``trylast`` so
+    that this sees the selection after ``-k``/``-m`` deselection.
     """
     from cluster_support import background_build, uses_cluster
 
     on_cluster = [item for item in items if uses_cluster(item)]
-    if not on_cluster:
-        return
     items[:] = [item for item in items if not uses_cluster(item)] + on_cluster
-    if not config.option.collectonly:
-        background_build.start()
+    if config.option.collectonly:
+        return
+    images: list[str] = []
+    for item in items:
+        for image in getattr(item.module, "BASE_IMAGES", ()) if item.module else ():
+            if image not in images:
+                images.append(image)
+    if images:
+        # Tarballs only, in the order the tests need them: the test's own base-image.sh call
+        # (after Docker is up) imports them, or waits on the image's lock while one is made.
+        script = 'for image in "${@:2}"; do EDGECAST_BASE_IMAGE_NO_IMPORT=1 bash "$1" $image; done'
+        base_image = str(REPO / "tests" / "infra" / "base-image.sh")
+        base_image_prefetch.start("bash", "-c", script, "prefetch", base_image, *images)
+    if on_cluster:
+        background_build.start("bash", str(REPO / "tests/infra/cluster/cluster.sh"), "build")
+
+
+base_image_prefetch = BackgroundJob("base-images")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     from cluster_support import background_build
 
     background_build.stop()
+    base_image_prefetch.stop()
 
 
 def edgecast(*args: str, check: bool = True, **kwargs: object) -> subprocess.CompletedProcess:

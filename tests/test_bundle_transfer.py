@@ -35,6 +35,9 @@ from edgecast.rollout import transfer
 from edgecast.signing import generate_keypair, load_private_key, load_public_key
 from edgecast.store import ModelStore
 
+# Debian base images (tests/infra/base-image.sh ARCH [FLAVOUR]) that conftest.py prepares
+# in the background while earlier tests run.
+BASE_IMAGES = ("amd64",)
 BIN = Path(sys.executable).parent
 IMAGE = "local/debian-amd64:bookworm"
 STORE = "/srv/edgecast/models"

@@ -13,6 +13,10 @@ from pathlib import Path
 import pytest
 from molecule_support import base_image, molecule_environment, run_molecule, step_output
 
+# Debian base images (tests/infra/base-image.sh ARCH [FLAVOUR]) that conftest.py prepares
+# in the background while earlier tests run.
+BASE_IMAGES = ("amd64 systemd",)
+
 SCENARIO_TIMEOUT_S = 1500
 
 

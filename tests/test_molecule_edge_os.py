@@ -21,6 +21,10 @@ from molecule_support import (
     step_output,
 )
 
+# Debian base images (tests/infra/base-image.sh ARCH [FLAVOUR]) that conftest.py prepares
+# in the background while earlier tests run.
+BASE_IMAGES = ("arm64", "armhf")
+
 SCENARIO_TIMEOUT_S = 1800
 SCENARIO_IMAGES = {"edge_os_rpi": "arm64", "edge_os_armhf": "armhf"}
 

@@ -29,6 +29,10 @@ from molecule_support import (
     step_output,
 )
 
+# Debian base images (tests/infra/base-image.sh ARCH [FLAVOUR]) that conftest.py prepares
+# in the background while earlier tests run.
+BASE_IMAGES = ("amd64 systemd", "armhf")
+
 SCENARIO_TIMEOUT_S = 1500
 SERVER = "edgecast-molecule-k3s-server"
 AGENT = "edgecast-molecule-k3s-agent"

@@ -30,6 +30,10 @@ from conftest import REPO, TrainedStore, free_port, window_from_data
 from edgecast.deploy.manifests import PredictorSpec, render
 
 BIN = Path(sys.executable).parent
+
+# Debian base images (tests/infra/base-image.sh ARCH [FLAVOUR]) that conftest.py prepares
+# in the background while earlier tests run.
+BASE_IMAGES = ("amd64",)
 PLAYBOOK = "playbooks/predictor-image.yml"
 BASE_IMAGE = "local/debian-amd64:bookworm"
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"

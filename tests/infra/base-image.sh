@@ -3,6 +3,8 @@
 # Docker as local/debian-<arch>[-systemd]:bookworm. The root filesystem tarball is cached
 # outside the clone (EDGECAST_CACHE, default ~/.cache/edgecast), so later runs only import it.
 # Usage: base-image.sh ARCH [systemd]      ARCH: amd64 | arm64 | armhf
+# EDGECAST_BASE_IMAGE_NO_IMPORT=1 only makes the cached tarball (Docker need not be running).
+# Safe to run concurrently: one lock per image, and one for the host's apt.
 set -euo pipefail
 arch=${1:?usage: base-image.sh ARCH [systemd]}
 flavour=${2:-}
@@ -14,7 +16,24 @@ if [ "$flavour" = systemd ]; then
   packages=$packages,systemd,systemd-sysv,dbus
   tag=local/debian-$arch-systemd:$suite
 fi
-if docker image inspect "$tag" >/dev/null 2>&1; then
+no_import=${EDGECAST_BASE_IMAGE_NO_IMPORT:-0}
+mkdir -p "$cache"
+tarball=$cache/debian-$arch${flavour:+-$flavour}-$suite.tar
+already_there() {
+  if [ "$no_import" = 1 ]; then
+    [ -s "$tarball" ]
+  else
+    docker image inspect "$tag" >/dev/null 2>&1
+  fi
+}
+if already_there; then
+  echo "$tag"
+  exit 0
+fi
+# One process per image at a time; the others wait, then find the tarball (or the image).
+exec 8>"$tarball.lock"
+flock 8
+if already_there; then
   echo "$tag"
   exit 0
 fi
@@ -24,16 +43,15 @@ if [ "$arch" != amd64 ]; then
   # Foreign-architecture containers run through qemu's binfmt handlers, cache or not.
   need+=(qemu-user-static binfmt-support)
 fi
-mkdir -p "$cache"
-tarball=$cache/debian-$arch${flavour:+-$flavour}-$suite.tar
 [ -s "$tarball" ] || need+=(debootstrap)
 missing=()
 for pkg in "${need[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -qq
-  apt-get install -y -qq "${missing[@]}" >/dev/null
+  # The host's apt, shared with tests/infra/cluster/cluster.sh and other images' builds.
+  flock /var/lock/edgecast-apt.lock sh -c 'apt-get update -qq && apt-get install -y -qq "$@" >/dev/null' \
+    apt "${missing[@]}"
 fi
 if [ "$arch" != amd64 ]; then
   mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
@@ -47,5 +65,7 @@ if [ ! -s "$tarball" ]; then
   tar -C "$root" -cf "$tarball.tmp" .
   mv "$tarball.tmp" "$tarball"
 fi
-docker import "$tarball" "$tag" >/dev/null
+if [ "$no_import" != 1 ]; then
+  docker import "$tarball" "$tag" >/dev/null
+fi
 echo "$tag"

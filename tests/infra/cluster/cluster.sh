@@ -154,8 +154,9 @@ ensure_host_packages() {
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${missing[@]}" >/dev/null
+    # The host's apt, shared with tests/infra/base-image.sh (which may run at the same time).
+    flock /var/lock/edgecast-apt.lock sh -c 'apt-get update -qq && apt-get install -y -qq "$@" >/dev/null' \
+      apt "${missing[@]}"
   fi
   local plugin
   for plugin in bridge host-local portmap firewall loopback; do
