@@ -196,3 +196,38 @@ def test_process_exits_0_within_the_bound_and_logs_the_drain(run):
     assert "drained" in log, log[-3000:]
     assert log.index("draining") < log.index("drained")
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_a_filtered_listener_serves_its_queue_and_completes_no_new_handshake():
+    """The step before the listener closes: queued connections survive, new ones cannot join.
+
+    Real sockets on 127.0.0.1: one client connects and sends before the filter is attached,
+    a second one tries after it; once the listener is closed, a third is refused.
+    """
+    import socket
+
+    from edgecast.predictor.server import refuse_new_handshakes
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        address = listener.getsockname()
+        queued = socket.create_connection(address, timeout=2)
+        queued.sendall(b"ping")
+        assert refuse_new_handshakes(listener)
+        with socket.socket() as late:
+            late.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                late.connect(address)  # its SYN is dropped: no handshake completes
+        listener.setblocking(False)
+        accepted, _ = listener.accept()
+        with accepted, queued:
+            assert accepted.recv(4) == b"ping"
+            accepted.sendall(b"pong")
+            assert queued.recv(4) == b"pong"
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    with socket.socket() as after:
+        after.settimeout(2)
+        with pytest.raises(ConnectionRefusedError):
+            after.connect(address)

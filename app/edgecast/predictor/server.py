@@ -7,8 +7,12 @@ being ready, keep answering until the endpoint is gone, finish in-flight request
 from __future__ import annotations
 
 import _thread
+import ctypes
 import logging
 import signal
+import socket
+import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -96,6 +100,35 @@ def load_initial_model(state: PredictorState) -> None:
     )
 
 
+# Linux's SO_ATTACH_FILTER and a classic BPF program of one instruction, "ret #0": every
+# packet the socket is given is dropped.
+_SO_ATTACH_FILTER = 26
+_DROP_ALL = struct.pack("HBBI", 0x06, 0, 0, 0)
+
+
+def refuse_new_handshakes(listener: socket.socket) -> bool:
+    """Stops a listening socket from completing handshakes; the ones already queued stay.
+
+    Closing a listener resets the connections the kernel completed but nobody accepted yet,
+    and a client that connected an instant before the close sees its request reset. With a
+    drop-all socket filter on the listener, new SYNs and the last ACK of half-open handshakes
+    are dropped instead (the kernel filters packets for a listener, and children cloned
+    earlier do not inherit the filter), so the accept queue can only shrink: accept what it
+    holds, then close. Those clients retransmit their SYN after a second and are refused.
+    Linux only; elsewhere (False) the close happens as before.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    program = ctypes.create_string_buffer(_DROP_ALL, len(_DROP_ALL))
+    fprog = struct.pack("HL", 1, ctypes.addressof(program))  # struct sock_fprog
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+    except OSError as exc:
+        log.warning("could not stop new handshakes before closing the listener: %s", exc)
+        return False
+    return True
+
+
 def _closing_channel(holder: ModelHolder) -> type[HTTPChannel]:
     """A waitress channel whose responses say ``Connection: close`` once draining starts.
 
@@ -146,9 +179,11 @@ class GracefulShutdown:
 
     def _stop_accepting(self) -> None:
         # Runs in waitress's loop thread (through its trigger): new connections are refused.
-        # Connections the kernel already accepted would be reset by the close: serve them first.
-        # dispatcher.close, not the server's close(): that one also closes waitress's trigger.
+        # Connections the kernel already accepted would be reset by the close: serve them first,
+        # after making sure no more can join them. dispatcher.close, not the server's close():
+        # that one also closes waitress's trigger.
         for listener in self.listeners:
+            refuse_new_handshakes(listener.socket)
             while True:
                 before = len(self.channels)
                 listener.handle_accept()
