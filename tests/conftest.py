@@ -47,9 +47,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if image not in images:
                 images.append(image)
     if images:
-        # Tarballs only, in the order the tests need them: the test's own base-image.sh call
-        # (after Docker is up) imports them, or waits on the image's lock while one is made.
-        script = 'for image in "${@:2}"; do EDGECAST_BASE_IMAGE_NO_IMPORT=1 bash "$1" $image; done'
+        # Tarballs only: the test's own base-image.sh call (after Docker is up) imports them,
+        # or waits on the image's lock while one is made. The first image needed comes first;
+        # the others are made side by side (debootstrap waits on downloads, and under qemu on
+        # one emulated core each).
+        script = (
+            'export EDGECAST_BASE_IMAGE_NO_IMPORT=1; bash "$1" $2; '
+            'for image in "${@:3}"; do bash "$1" $image & done; wait'
+        )
         base_image = str(REPO / "tests" / "infra" / "base-image.sh")
         base_image_prefetch.start("bash", "-c", script, "prefetch", base_image, *images)
     if on_cluster:
