@@ -697,8 +697,9 @@ class _PodSwitch:
     def readiness_reason(self, pod_name: str) -> list[str]:
         """The predictor's own answer to ``GET /readyz`` (why it refuses to serve, e.g. parity).
 
-        Read through the API server's pod proxy (the Role's ``pods/proxy`` get), with a short
-        timeout: this only explains a failure, so any error here is reported, never raised.
+        Read through the API server's pod proxy (the Role's ``pods/proxy`` get), with the
+        switch's request timeout: this only explains a failure, so any error here is reported,
+        never raised.
         """
         try:
             answer = self.cluster.call(
