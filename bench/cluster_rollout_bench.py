@@ -5,7 +5,7 @@
 Starts the harness's cluster (building it when its cache is empty), builds the predictor image
 with ``playbooks/predictor-image.yml`` (or takes ``--image``), deploys the first of two b13
 bundles with ``playbooks/deploy-predictor.yml`` into a namespace of its own, starts
-tests/load_client.py against the node's Service ClusterIP, then runs ``rollout-model.yml``
+the load client against the node's Service ClusterIP, then runs ``rollout-model.yml``
 alternating the bundles with the namespace-scoped rollout kubeconfig only. Prints, per
 rollout, the pod switch's phase times (from the rollout's report), the time the playbook spent
 before the pod switch (verification, transfer), the time from the playbook's start to the
@@ -26,64 +26,35 @@ import re
 import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from cluster_support import SharedCluster, edge_inventory, phases_of  # noqa: E402
+from edgecast_harness.cluster import SharedCluster, edge_inventory, phases_of
+from edgecast_harness.docker import base_image, docker
+from edgecast_harness.images import BUILD_STAGE_LABEL
+from edgecast_harness.load_client import LoadProcess
+from edgecast_harness.playbook import run_playbook
+from edgecast_harness.predictor import edgecast
 
 # The paper's average model-switching latency (weights transferred and the new model serving).
 PAPER_SWITCH_S = {"Jetson": 26.49, "Raspberry Pi 4": 39.09}
 PHASES = ("create", "ready", "verify_pod", "switch", "endpoints", "verify_service", "drain")
 
 
-def run(*args: str, timeout: float = 1800, profile: bool = False) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "K8S_AUTH_KUBECONFIG")}
-    env.update(PATH=f"{BIN}:{os.environ['PATH']}", ANSIBLE_FORCE_COLOR="0")
-    if profile:
-        env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_tasks"
-    result = subprocess.run(
-        args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(args[:4])} failed:\n{result.stdout[-4000:]}{result.stderr[-2000:]}")
-    return result
+PROFILE = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"}
 
 
-def records(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def first_answer(log: Path, since: float, model_id: str) -> float:
+def first_answer(load: LoadProcess, since: float, model_id: str) -> float:
     """Seconds from ``since`` to the end of the first request answered by ``model_id``."""
-    ends = [r["end"] for r in records(log) if r["start"] >= since and r.get("model_id") == model_id]
+    ends = [
+        r["end"] for r in load.records() if r["start"] >= since and r.get("model_id") == model_id
+    ]
     return min(ends) - since if ends else float("nan")
 
 
-def start_load(url: str, log: Path, *extra: str) -> subprocess.Popen:
-    load = subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "load_client.py"), "--url", url,
-         "--duration", "3600", "--max-requests", "10000000", "--out", str(log), *extra],
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while len(records(log)) < 5:
-        if time.monotonic() > deadline:
-            load.terminate()
-            sys.exit(f"no load flowing to {url}")
-        time.sleep(0.2)
-    return load
-
-
-def report(table: list[dict[str, float]], logs: dict[str, Path], last: str) -> int:
+def report(table: list[dict[str, float]], loads: dict[str, LoadProcess], last: str) -> int:
     tasks = [line for line in last.splitlines() if re.search(r"-{4,} \d+\.\d+s$", line)]
     print("\nslowest tasks of the last rollout (profile_tasks):")
     print("\n".join(tasks[:8]))
@@ -103,9 +74,8 @@ def report(table: list[dict[str, float]], logs: dict[str, Path], last: str) -> i
         + f"; here new clients get the new model {serving:.2f} s after the playbook starts"
     )
     failed = 0
-    for name, log in logs.items():
-        done = records(log)
-        bad = [r for r in done if r["status"] != 200]
+    for name, load in loads.items():
+        done, bad = load.records(), load.failed()
         failed += len(bad)
         print(f"requests on {name}: {len(done)}, failed: {len(bad)}")
         for record in bad[:5]:
@@ -122,13 +92,15 @@ def main() -> int:
     args = parser.parse_args()
     if args.rollouts < 1:
         parser.error("--rollouts must be positive")
+    for name in ("KUBECONFIG", "K8S_AUTH_KUBECONFIG"):  # only the kubeconfigs passed count
+        os.environ.pop(name, None)
     work = Path(tempfile.mkdtemp(prefix="edgecast-cluster-bench-"))
     if args.bundles:
         bundles = [b.resolve() for b in args.bundles]
     else:
         for seed in ("0", "1"):
-            run(str(BIN / "edgecast"), "train", "--building", "b13", "--out", str(work / "b"),
-                "--seed", seed, "--epochs", "3")  # fmt: skip
+            edgecast("train", "--building", "b13", "--out", str(work / "b"),
+                     "--seed", seed, "--epochs", "3")  # fmt: skip
         bundles = sorted((work / "b").iterdir())
 
     shared = SharedCluster()
@@ -144,22 +116,17 @@ def main() -> int:
     revision = "0" * 40
     inventory.write_text(json.dumps(edge_inventory(node, namespace, store, image, work, revision)))
     rollout_kubeconfig = work / "rollout.kubeconfig"
-    logs = {
-        "one kept-alive connection": work / "kept-alive.jsonl",
-        "fresh connections": work / "fresh.jsonl",
-    }
-    loads: list[subprocess.Popen] = []
+    loads: dict[str, LoadProcess] = {}
     table: list[dict[str, float]] = []
     last = ""
     try:
         if not args.image:
-            run("bash", "tests/infra/base-image.sh", "amd64")
+            base_image("amd64")
             started = time.monotonic()
-            run(str(BIN / "ansible-playbook"), "-i", str(inventory),
-                "playbooks/predictor-image.yml")  # fmt: skip
+            run_playbook("playbooks/predictor-image.yml", "-i", str(inventory))
             print(f"predictor image {image} built in {time.monotonic() - started:.0f} s")
         started = time.monotonic()
-        run(str(BIN / "ansible-playbook"), "-i", str(inventory), "playbooks/deploy-predictor.yml",
+        run_playbook("playbooks/deploy-predictor.yml", "-i", str(inventory),
             "-e", f"predictor_deploy_kubeconfig={cluster.kubeconfig}",
             "-e", f"predictor_deploy_rollout_kubeconfig={rollout_kubeconfig}",
             "-e", f"predictor_deploy_bundle={bundles[0]}")  # fmt: skip
@@ -167,21 +134,23 @@ def main() -> int:
         service = cluster.core().read_namespaced_service(f"predictor-{node}", namespace)
         cluster.wait_proxied(service.spec.cluster_ip, 8080)
         url = f"http://{service.spec.cluster_ip}:8080"
-        loads.append(start_load(url, logs["one kept-alive connection"]))
-        loads.append(start_load(url, logs["fresh connections"], "--fresh-connections"))
+        loads["one kept-alive connection"] = LoadProcess(url, work / "kept-alive.jsonl").start()
+        loads["fresh connections"] = LoadProcess(
+            url, work / "fresh.jsonl", "--fresh-connections"
+        ).start()
         for number in range(args.rollouts):
             bundle = bundles[(number + 1) % 2]
             begun = time.time()
-            last = run(str(BIN / "ansible-playbook"), "-i", str(inventory), "rollout-model.yml",
-                       "-e", f"model_rollout_kubeconfig={rollout_kubeconfig}",
-                       "-e", f"model_bundle={bundle}", profile=True).stdout  # fmt: skip
+            last = run_playbook("rollout-model.yml", "-i", str(inventory),
+                                "-e", f"model_rollout_kubeconfig={rollout_kubeconfig}",
+                                "-e", f"model_bundle={bundle}", env=PROFILE).stdout  # fmt: skip
             wall = time.time() - begun
             time.sleep(3.0)  # the kept-alive connection moves once the old pod closes it
             row = phases_of(last)
             row["before_pod_switch"] = wall - row["total"]
-            row["new_clients_served"] = first_answer(logs["fresh connections"], begun, bundle.name)
+            row["new_clients_served"] = first_answer(loads["fresh connections"], begun, bundle.name)
             row["kept_alive_moved"] = first_answer(
-                logs["one kept-alive connection"], begun, bundle.name
+                loads["one kept-alive connection"], begun, bundle.name
             )
             row["playbook"] = wall
             table.append(row)
@@ -192,21 +161,17 @@ def main() -> int:
                 + " ".join(f"{k} {row[k]:.2f}" for k in (*PHASES, "cleanup", "total") if k in row)
             )
     finally:
-        for load in loads:
-            load.terminate()
-            load.wait(timeout=30)
+        for load in loads.values():
+            load.stop()
         if not args.keep:
             cluster.delete_namespace(namespace)
             shutil.rmtree(store.parent, ignore_errors=True)
             if not args.image:
-                subprocess.run(["docker", "image", "rm", image], capture_output=True)
-                subprocess.run(
-                    ["docker", "image", "prune", "--force", "--filter",
-                     f"label=io.edgecast.build-stage-of={image}"],
-                    capture_output=True,
-                )  # fmt: skip
+                docker("image", "rm", image, check=False)
+                docker("image", "prune", "--force", "--filter",
+                       f"label={BUILD_STAGE_LABEL}={image}", check=False)  # fmt: skip
             shared.stop()
-    return report(table, logs, last)
+    return report(table, loads, last)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import os
 import platform
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,8 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
+
+from edgecast_harness.ports import free_port
 
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[1]
@@ -312,12 +313,6 @@ class ClientPool:
 
 # ---------------------------------------------------------------------------------------------
 # The predictor process
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def http_json(

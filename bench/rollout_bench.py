@@ -3,7 +3,7 @@
     .venv/bin/python bench/rollout_bench.py --rollouts 20
 
 Trains two small b13 bundles (or takes ``--bundles A B``), runs ``site.yml`` on a private var/
-folder and port, starts tests/load_client.py as a separate process, then runs
+folder and port, starts the load client as a separate process, then runs
 ``rollout-model.yml`` alternating the bundles. Prints, per rollout, the time from the playbook's
 start to the first request answered by the new model, the playbook's wall time, and Ansible's
 per-task times (profile_tasks) of the last run; then medians and the failed requests.
@@ -12,33 +12,19 @@ per-task times (profile_tasks) of the last run; then medians and the failed requ
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from edgecast_harness.load_client import LoadProcess
+from edgecast_harness.playbook import run_playbook
+from edgecast_harness.ports import free_port
+from edgecast_harness.predictor import edgecast
 
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(args[:3])} failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
-    return result
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+PROFILE = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"}
 
 
 def main() -> int:
@@ -51,54 +37,34 @@ def main() -> int:
         bundles = [b.resolve() for b in args.bundles]
     else:
         for seed in ("0", "1"):
-            run(str(BIN / "edgecast"), "train", "--building", "b13", "--out", str(work / "b"),
-                "--seed", seed, "--epochs", "3")  # fmt: skip
+            edgecast("train", "--building", "b13", "--out", str(work / "b"),
+                     "--seed", seed, "--epochs", "3")  # fmt: skip
         bundles = sorted((work / "b").iterdir())
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-        "ANSIBLE_FORCE_COLOR": "0",
-        "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
-    }
     port = free_port()
     extra = ["-e", f"edgecast_var={work / 'var'}", "-e", f"local_runtime_port={port}"]
-    run(str(BIN / "ansible-playbook"), "site.yml", *extra,
-        "-e", f"model_training_bundle={bundles[0]}", env=env)  # fmt: skip
-    requests_log = work / "requests.jsonl"
-    client = subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "load_client.py"), "--url",
-         f"http://127.0.0.1:{port}", "--duration", "600", "--out", str(requests_log)],
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    run_playbook("site.yml", *extra, "-e", f"model_training_bundle={bundles[0]}", env=PROFILE)
+    load = LoadProcess(f"http://127.0.0.1:{port}", work / "requests.jsonl", duration=600)
     to_serving, walls, phases = [], [], []
     last = ""
     try:
-        time.sleep(1.0)
+        load.start()
         for number in range(args.rollouts):
             bundle = bundles[(number + 1) % 2]
             started = time.time()
-            last = run(str(BIN / "ansible-playbook"), "rollout-model.yml", *extra,
-                       "-e", f"model_bundle={bundle}", env=env).stdout  # fmt: skip
+            last = run_playbook(
+                "rollout-model.yml", *extra, "-e", f"model_bundle={bundle}", env=PROFILE
+            ).stdout
             walls.append(time.time() - started)
-            served = [
-                json.loads(line)["start"]
-                for line in requests_log.read_text().splitlines()
-                if f'"model_id": "{bundle.name}"' in line
-            ]
+            served = [r["start"] for r in load.records() if r.get("model_id") == bundle.name]
             to_serving.append(min(t for t in served if t >= started) - started)
             match = re.search(r"phases \(s\): (\{[^}]*\})", last)
             phases.append(match.group(1) if match else "")
             print(f"rollout {number + 1:2d}: new model serving after {to_serving[-1]:.2f} s, "
                   f"playbook {walls[-1]:.2f} s, switch {phases[-1]}")  # fmt: skip
     finally:
-        client.terminate()
-        client.wait(timeout=30)
-        subprocess.run(
-            [str(BIN / "edgecast"), "service", "stop", "--pid-file",
-             str(work / "var/run/predictor.pid")], capture_output=True
-        )  # fmt: skip
-    records = [json.loads(line) for line in requests_log.read_text().splitlines()]
-    failed = [r for r in records if r["status"] != 200]
+        load.stop()
+        edgecast("service", "stop", "--pid-file", str(work / "var/run/predictor.pid"), check=False)
+    records, failed = load.records(), load.failed()
     tasks = [line for line in last.splitlines() if re.search(r"-{4,} \d+\.\d+s$", line)]
     print("\nslowest tasks of the last rollout (profile_tasks):")
     print("\n".join(tasks[:8]))

@@ -10,9 +10,9 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 stamp=.venv/.requirements.sha256
-want=$(cat requirements.txt requirements-dev.txt app/pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-dev.txt app/pyproject.toml tests/harness/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install --disable-pip-version-check -q -r requirements-dev.txt
-  .venv/bin/pip install --disable-pip-version-check -q --no-deps -e app
+  .venv/bin/pip install --disable-pip-version-check -q --no-deps -e app -e tests/harness
   echo "$want" > "$stamp"
 fi

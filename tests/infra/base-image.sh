@@ -4,6 +4,7 @@
 # outside the clone (EDGECAST_CACHE, default ~/.cache/edgecast), so later runs only import it.
 # Usage: base-image.sh ARCH [systemd]      ARCH: amd64 | arm64 | armhf
 # EDGECAST_BASE_IMAGE_NO_IMPORT=1 only makes the cached tarball (Docker need not be running).
+# The packages come from the Debian mirror this machine's apt uses (DEBIAN_MIRROR overrides it).
 # Safe to run concurrently: one lock per image, and one for the host's apt.
 set -euo pipefail
 arch=${1:?usage: base-image.sh ARCH [systemd]}
@@ -57,11 +58,26 @@ if [ "$arch" != amd64 ]; then
   mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
   update-binfmts --enable >/dev/null 2>&1 || true
 fi
+# The first Debian archive URI of the host's apt sources (deb822 or one-line style) that is not
+# the security archive: a site with its own mirror uses it here too.
+apt_mirror() {
+  local uri
+  uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
+    awk 'tolower($1) == "uris:" { for (i = 2; i <= NF; i++) print $i }' |
+    grep -v -- '-security' | head -n 1 || true)
+  if [ -z "$uri" ]; then
+    uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+      awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; break } }' |
+      grep -v -- '-security' | head -n 1 || true)
+  fi
+  echo "${uri:-http://deb.debian.org/debian}"
+}
 if [ ! -s "$tarball" ]; then
+  mirror=${DEBIAN_MIRROR:-$(apt_mirror)}
   root=$(mktemp -d)
   trap 'rm -rf "$root"' EXIT
   debootstrap --variant=minbase --arch "$arch" --include="$packages" "$suite" "$root" \
-    http://deb.debian.org/debian >/dev/null
+    "$mirror" >/dev/null
   tar -C "$root" -cf "$tarball.tmp" .
   mv "$tarball.tmp" "$tarball"
 fi

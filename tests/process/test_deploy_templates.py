@@ -10,10 +10,8 @@ is not tested here.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import re
-import subprocess
 import sys
 import tomllib
 import uuid
@@ -22,10 +20,10 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from conftest import REPO
 from edgecast.deploy.manifests import PredictorSpec, render
+from edgecast_harness.paths import REPO
+from edgecast_harness.playbook import PlaybookRun, run_playbook
 
-BIN = Path(sys.executable).parent
 ROLE = REPO / "roles" / "predictor_deploy"
 
 # What a rollout needs, and all it gets: (API group, resource, verb).
@@ -40,19 +38,10 @@ ROLLOUT_PERMISSIONS = {
 }
 
 
-def ansible_env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-    }
-
-
 def run_role_tasks(
     tmp_path: Path, tasks_from: str, fact: str, *extra: str, role_vars: dict | None = None
-) -> subprocess.CompletedProcess:
-    """Includes ``tasks_from`` of the role on localhost and saves ``fact`` to result.json."""
+) -> tuple[PlaybookRun, object]:
+    """Includes ``tasks_from`` of the role on localhost; returns the run and ``fact`` saved."""
     saved = tmp_path / f"result-{uuid.uuid4().hex[:8]}.json"
     playbook = tmp_path / "play.yml"
     playbook.write_text(
@@ -88,26 +77,20 @@ def run_role_tasks(
             ]
         )
     )
-    result = subprocess.run(
-        [
-            str(BIN / "ansible-playbook"),
-            *("-i", "localhost,", "-c", "local", str(playbook)),
-            *("-e", f"ansible_python_interpreter={sys.executable}", *extra),
-        ],
-        cwd=REPO,
-        env=ansible_env(),
-        capture_output=True,
-        text=True,
+    result = run_playbook(
+        playbook,
+        *("-i", "localhost,", "-c", "local"),
+        *("-e", f"ansible_python_interpreter={sys.executable}", *extra),
+        check=False,
         timeout=300,
     )
-    result.saved = json.loads(saved.read_text()) if saved.exists() else None  # type: ignore[attr-defined]
-    return result
+    return result, json.loads(saved.read_text()) if saved.exists() else None
 
 
 def rendered(tmp_path: Path, tasks_from: str, fact: str, *extra: str, **role_vars: object):
-    result = run_role_tasks(tmp_path, tasks_from, fact, *extra, role_vars=role_vars)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    return result.saved  # type: ignore[attr-defined]
+    result, saved = run_role_tasks(tmp_path, tasks_from, fact, *extra, role_vars=role_vars)
+    result.assert_ok()
+    return saved
 
 
 def permissions(role: dict) -> list[tuple[str, str, str]]:
@@ -268,7 +251,7 @@ def test_role_variables_reach_probes_and_shutdown(tmp_path):
 
 
 def test_an_unsafe_shutdown_timing_fails_with_the_reason(tmp_path):
-    result = run_role_tasks(
+    result, _ = run_role_tasks(
         tmp_path,
         "manifests.yml",
         "predictor_deploy_manifests",
@@ -276,14 +259,14 @@ def test_an_unsafe_shutdown_timing_fails_with_the_reason(tmp_path):
         "predictor_deploy_termination_grace_seconds=10",
         role_vars={"predictor_deploy_model_id": "m1"},
     )
-    assert result.returncode != 0
-    assert "termination_grace_seconds (10) must exceed" in result.stdout + result.stderr
+    assert result.rc != 0
+    assert "termination_grace_seconds (10) must exceed" in result.stdout
 
 
 def test_no_bundle_fails_with_what_to_do(tmp_path):
-    result = run_role_tasks(tmp_path, "source.yml", "predictor_deploy_source")
-    assert result.returncode != 0
-    output = re.sub(r"\s+", " ", result.stdout + result.stderr)
+    result, _ = run_role_tasks(tmp_path, "source.yml", "predictor_deploy_source")
+    assert result.rc != 0
+    output = re.sub(r"\s+", " ", result.stdout)
     assert "No bundle to deploy" in output
     assert "-e predictor_deploy_bundle=PATH" in output
 
@@ -306,33 +289,14 @@ def test_every_default_is_documented_and_validated():
 
 
 def test_the_playbook_passes_the_syntax_check():
-    result = subprocess.run(
-        [str(BIN / "ansible-playbook"), "--syntax-check", "playbooks/deploy-predictor.yml"],
-        cwd=REPO,
-        env=ansible_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_playbook("playbooks/deploy-predictor.yml", "--syntax-check", timeout=300)
 
 
 def test_the_playbook_skips_hosts_served_without_a_cluster():
     """On the embedded default (edgecast_deployment: local) nothing runs and nothing changes."""
-    result = subprocess.run(
-        [str(BIN / "ansible-playbook"), "playbooks/deploy-predictor.yml"],
-        cwd=REPO,
-        env=ansible_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    recap = re.search(r"localhost\s+:\s+ok=(\d+)\s+changed=(\d+).*?skipped=(\d+)", result.stdout)
-    assert recap, result.stdout
-    ok, changed, skipped = map(int, recap.groups())
-    assert (ok, changed) == (0, 0)
-    assert skipped > 0
+    recap = run_playbook("playbooks/deploy-predictor.yml", timeout=300).recap("localhost")
+    assert (recap["ok"], recap["changed"]) == (0, 0)
+    assert recap["skipped"] > 0
 
 
 def test_the_rollout_kubeconfig_is_built_from_the_token_secret(tmp_path):
@@ -388,20 +352,14 @@ def test_the_rollout_kubeconfig_is_built_from_the_token_secret(tmp_path):
             ]
         )
     )
-    result = subprocess.run(
-        [
-            str(BIN / "ansible-playbook"),
-            *("-i", "localhost,", "-c", "local", str(playbook)),
-            *("-e", f"ansible_python_interpreter={sys.executable}"),
-        ],
-        cwd=REPO,
-        env=ansible_env(),
-        capture_output=True,
-        text=True,
+    result = run_playbook(
+        playbook,
+        *("-i", "localhost,", "-c", "local"),
+        *("-e", f"ansible_python_interpreter={sys.executable}"),
         timeout=300,
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert "rollout-token" not in result.stdout + result.stderr
+    assert "rollout-token" not in result.stdout
+    assert "rollout-token" not in json.dumps(result.events)
     assert written.stat().st_mode & 0o777 == 0o600
     kubeconfig = yaml.safe_load(written.read_text())
     assert kubeconfig["current-context"] == "edgecast-rollout"

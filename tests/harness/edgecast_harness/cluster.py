@@ -1,8 +1,7 @@
 """A real single-node Kubernetes for tests: tests/infra/cluster/cluster.sh, shared per test run.
 
-Use it from any test module::
-
-    from cluster_support import Cluster, kube_cluster  # noqa: F401  (the fixture)
+The ``kube_cluster`` fixture (tests/cluster/conftest.py) gives every test of the cluster tier
+the same :class:`Cluster`::
 
     def test_something(kube_cluster: Cluster) -> None:
         core = kube_cluster.core()
@@ -25,17 +24,16 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import pytest
-from background import BackgroundJob
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-REPO = Path(__file__).resolve().parents[1]
+from .paths import REPO
+
 CLUSTER_SH = REPO / "tests" / "infra" / "cluster" / "cluster.sh"
 STATE_DIR = Path(os.environ.get("EDGECAST_CLUSTER_DIR", "/var/lib/edgecast-cluster"))
 # A cold build (empty cache) on a 2-core machine, plus the start itself.
@@ -197,15 +195,6 @@ def _run_cluster_sh(command: str, timeout: float) -> subprocess.CompletedProcess
     )
 
 
-# ``cluster.sh build``, started by conftest.py when tests that use the cluster are selected
-# (see background.py); ``cluster.sh start`` waits on the build's lock for what is left.
-background_build = BackgroundJob("cluster-build")
-
-
-def uses_cluster(item: pytest.Item) -> bool:
-    return "kube_cluster" in getattr(item, "fixturenames", ())
-
-
 class SharedCluster:
     """Starts the cluster once per process and stops it at the end if it started it."""
 
@@ -236,16 +225,6 @@ class SharedCluster:
             return
         result = _run_cluster_sh("stop", timeout=300)
         assert result.returncode == 0, f"cluster.sh stop failed:\n{result.stderr[-4000:]}"
-
-
-_shared = SharedCluster()
-
-
-@pytest.fixture(scope="session")
-def kube_cluster() -> Iterator[Cluster]:
-    """The harness's cluster, started (and built if needed) once for the whole test run."""
-    yield _shared.start()
-    _shared.stop()
 
 
 def python_http_image(tag: str = HTTP_IMAGE) -> str:

@@ -1,6 +1,6 @@
 """Steady load on a predictor from a separate process: /v1/predict requests back to back.
 
-    python tests/load_client.py --url http://127.0.0.1:8080 --duration 30 --out requests.jsonl
+    python -m edgecast_harness.load_client --url http://127.0.0.1:8080 --duration 30 --out r.jsonl
 
 Writes one JSON line per request, flushed as it goes: ``start`` and ``end`` (``time.time()``),
 ``status`` (the HTTP status, or null when no response came back), ``model_id`` (from a 200
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,20 +23,7 @@ from types import FrameType
 
 import requests
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "data" / "cambridge-estates"
-
-
-def default_body(building: str = "b13", end: str = "2017-12-20 23:00") -> dict:
-    """600 real hourly loads of a shipped building (the same window as conftest's)."""
-    from edgecast.data import load_building
-
-    frame = load_building(building, DATA, weather_station=None)
-    loads = frame["load"].loc[:end].iloc[-600:]
-    return {
-        "loads": [float(v) for v in loads],
-        "last_timestamp": loads.index[-1].strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
+from edgecast_harness.bodies import window_from_data
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -63,7 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    body = json.loads(args.body.read_text()) if args.body else default_body()
+    body = json.loads(args.body.read_text()) if args.body else window_from_data()
     data = json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}
     if args.fresh_connections:
@@ -108,6 +96,81 @@ def main(argv: list[str] | None = None) -> int:
             out.flush()
     print(f"load_client: {sent} requests", file=sys.stderr)
     return 0
+
+
+def read_records(path: Path) -> list[dict]:
+    """The records written so far (none when the file does not exist yet)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class LoadProcess:
+    """This client in its own process, writing to ``out``; a context manager that stops it.
+
+    ``LoadProcess(url, out, duration=300).start(wait_for=5)`` returns once five requests were
+    answered with 200 (load flowing), or raises with the client's own output.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        out: Path,
+        *extra: str,
+        duration: float = 3600,
+        max_requests: int = 10_000_000,
+    ) -> None:
+        self.out = out
+        self.log = out.with_suffix(".log")
+        self.argv = [
+            sys.executable, "-m", "edgecast_harness.load_client", "--url", url,
+            "--duration", str(duration), "--max-requests", str(max_requests),
+            "--out", str(out), *extra,
+        ]  # fmt: skip
+        self.process: subprocess.Popen | None = None
+
+    def start(self, wait_for: int = 5, timeout: float = 60) -> LoadProcess:
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while sum(1 for r in self.records() if r.get("status") == 200) < wait_for:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(
+                    f"no load flowing to {self.argv[4]} after {timeout} s: "
+                    f"{self.records()[-3:]}\n{self.log.read_text()[-2000:]}"
+                )
+            time.sleep(0.1)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def records(self) -> list[dict]:
+        return read_records(self.out)
+
+    def failed(self) -> list[dict]:
+        return [r for r in self.records() if r.get("status") != 200]
+
+    def stop(self) -> int:
+        """Ends the client (SIGTERM, it finishes its request) and returns its exit code."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def __enter__(self) -> LoadProcess:
+        return self if self.process is not None else self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 if __name__ == "__main__":

@@ -13,10 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
+from .docker import docker_engine
+from .paths import BIN as VENV_BIN
+from .paths import REPO
+
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\x1b\]8;;[^\x1b]*\x1b\\")
-IMAGE_BUILD_TIMEOUT_S = 1800
 
 
 def molecule_environment() -> dict[str, str]:
@@ -26,28 +27,13 @@ def molecule_environment() -> dict[str, str]:
         f"{', '.join(missing)} not found next to {sys.executable}: "
         "install the dev requirements (pip install -r requirements-dev.txt)"
     )
-    subprocess.run(["bash", "tests/infra/docker-engine.sh"], cwd=REPO, check=True, timeout=600)
+    docker_engine()
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     # Molecule only frames each step's playbook output between "➜ step: Executing" and
     # "➜ step: Executed" when it does markup; without a terminal (CI) that takes forcing.
     env.pop("NO_COLOR", None)
     env.update(PY_COLORS="1", ANSIBLE_FORCE_COLOR="1")
     return env
-
-
-def base_image(arch: str, flavour: str = "") -> str:
-    """Builds (or finds) local/debian-<arch>[-<flavour>]:bookworm; qemu runs foreign ones."""
-    image = subprocess.run(
-        ["bash", "tests/infra/base-image.sh", arch, *([flavour] if flavour else [])],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=IMAGE_BUILD_TIMEOUT_S,
-    ).stdout.split()[-1]
-    expected = f"local/debian-{arch}{'-' + flavour if flavour else ''}:bookworm"
-    assert image == expected, image
-    return image
 
 
 def run_molecule(scenario: str, env: dict[str, str], log: Path, *args: str, timeout: float) -> str:

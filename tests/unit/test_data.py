@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import DATA
 from edgecast.data import DataError, list_buildings, load_building
 from edgecast.windows import fill_short_gaps, make_samples, split_by_time
+from edgecast_harness.paths import DATA
 
 
 def write_building(root: Path, rows: list[str], weather: list[str] | None = None) -> Path:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
-from conftest import edgecast, manifest_of, window_from_data
+from edgecast_harness.bodies import window_from_data
+from edgecast_harness.bundle_faults import read_manifest
+from edgecast_harness.predictor import edgecast
 
 
 def test_trained_bundle_is_complete_and_beats_seasonal_naive(trained_store):
     bundle = trained_store.root / trained_store.model_ids[0]
-    manifest = manifest_of(bundle)
+    manifest = read_manifest(bundle)
     assert set(manifest["files"]) == {
         "architecture.json",
         "weights.npz",

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import Predictor, free_port, window_from_data
+from edgecast_harness.bodies import window_from_data
+from edgecast_harness.ports import free_port
+from edgecast_harness.predictor import Predictor
 
 DELAY_S = 1.5
 LOAD_THREADS = 4

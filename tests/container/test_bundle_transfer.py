@@ -15,7 +15,6 @@ import importlib.util
 import io
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -27,19 +26,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from bundle_faults import clone_bundle, flip_weights_byte, read_manifest, write_manifest
 
-from conftest import REPO, TrainedStore
 from edgecast.bundle import load_bundle_dir, pack_bundle, sign_bundle
 from edgecast.rollout import transfer
 from edgecast.signing import generate_keypair, load_private_key, load_public_key
 from edgecast.store import ModelStore
+from edgecast_harness.bundle_faults import (
+    clone_bundle,
+    flip_weights_byte,
+    read_manifest,
+    write_manifest,
+)
+from edgecast_harness.bundles import TrainedStore
+from edgecast_harness.docker import base_image, docker_engine
+from edgecast_harness.paths import BIN, REPO
+from edgecast_harness.playbook import run_playbook
 
 # Debian base images (tests/infra/base-image.sh ARCH [FLAVOUR]) that conftest.py prepares
 # in the background while earlier tests run.
 BASE_IMAGES = ("amd64",)
-BIN = Path(sys.executable).parent
-IMAGE = "local/debian-amd64:bookworm"
 STORE = "/srv/edgecast/models"
 MODULE_PATH = REPO / "plugins" / "modules" / "edgecast_bundle_store.py"
 
@@ -59,17 +64,8 @@ store_module = _load_store_module()
 
 @pytest.fixture(scope="module")
 def docker_image() -> str:
-    subprocess.run(["bash", "tests/infra/docker-engine.sh"], cwd=REPO, check=True, timeout=600)
-    image = subprocess.run(
-        ["bash", "tests/infra/base-image.sh", "amd64"],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    ).stdout.split()[-1]
-    assert image == IMAGE, image
-    return image
+    docker_engine()
+    return base_image("amd64")
 
 
 @dataclass
@@ -162,12 +158,11 @@ def node(containers, tmp_path: Path) -> Node:
 
 
 def ansible_env() -> dict[str, str]:
+    """For the one run this module starts itself, to kill it mid-way."""
     return {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
         "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_FORCE_COLOR": "0",
     }
 
 
@@ -219,16 +214,11 @@ def play(node: Node, tmp_path: Path, module: str, args: dict, *extra: str) -> Ru
         )
     )
     started = time.monotonic()
-    completed = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-vvv", "-i", str(node.inventory), str(playbook), *extra],
-        cwd=REPO,
-        env=ansible_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
+    completed = run_playbook(
+        playbook, "-vvv", "-i", str(node.inventory), *extra, check=False, timeout=600
     )
-    output = completed.stdout + completed.stderr
-    assert saved.exists(), f"the play did not finish ({completed.returncode}):\n{output[-6000:]}"
+    output = completed.stdout
+    assert saved.exists(), f"the play did not finish ({completed.rc}):\n{output[-6000:]}"
     result = json.loads(saved.read_text())
     result["_seconds"] = time.monotonic() - started
     return Run(result, output)
@@ -512,12 +502,8 @@ def test_the_role_brings_the_cloud_hosts_bundle_into_the_node_store(
             ]
         )
     )
-    command = [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook)]
-    first = subprocess.run(
-        command, cwd=REPO, env=ansible_env(), capture_output=True, text=True, timeout=600
-    )
-    assert first.returncode == 0, first.stdout[-5000:] + first.stderr[-2000:]
-    assert re.search(r"edge-01\s+:\s+ok=\d+\s+changed=[1-9]", first.stdout), first.stdout[-3000:]
+    first = run_playbook(playbook, "-i", str(inventory), timeout=600)
+    assert first.changed("edge-01") >= 1, first.tail()
     for path in sorted(bundle.iterdir()):
         assert (fetched / bundle.name / path.name).read_bytes() == path.read_bytes()
     edge_node = Node(edge, inventory)
@@ -533,11 +519,8 @@ def test_the_role_brings_the_cloud_hosts_bundle_into_the_node_store(
     )
     assert readable.returncode == 0, readable.stderr
 
-    again = subprocess.run(
-        command, cwd=REPO, env=ansible_env(), capture_output=True, text=True, timeout=600
-    )
-    assert again.returncode == 0, again.stdout[-5000:] + again.stderr[-2000:]
-    assert re.search(r"edge-01\s+:\s+ok=\d+\s+changed=0\s", again.stdout), again.stdout[-3000:]
+    again = run_playbook(playbook, "-i", str(inventory), timeout=600)
+    assert again.changed("edge-01") == 0, again.tail()
     assert edge_node.entries() == [bundle.name]
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from molecule_support import (
-    base_image,
+
+from edgecast_harness.docker import base_image
+from edgecast_harness.molecule import (
     flat,
     molecule_environment,
     recap_counts,

@@ -4,7 +4,7 @@ The cluster is the harness of tests/infra/cluster (a real API server, kubelet on
 Docker engine, kube-proxy). The predictor image is built by the predictor_image role, the
 first model deployed by `playbooks/deploy-predictor.yml`, and every rollout is
 `ansible-playbook rollout-model.yml` with only the namespace-scoped rollout kubeconfig that the
-deploy role wrote, while tests/load_client.py sends requests to the node's Service ClusterIP
+deploy role wrote, while edgecast_harness.load_client sends requests to the node's Service ClusterIP
 from a separate process. In order: the first deployment (and a second run that changes
 nothing), a pod switch to the second model, a corrupted bundle refused before the cluster
 changes, a bundle that fails the parity gate on the node (reverted), and a rollback.
@@ -13,78 +13,40 @@ changes, a bundle that fails the parity gate on the node (reverted), and a rollb
 from __future__ import annotations
 
 import json
-import os
-import re
 import secrets
 import shutil
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import requests
-from bundle_faults import clone_bundle, flip_weights_byte, shift_reference_outputs
-from cluster_support import Cluster, edge_inventory, kube_cluster, phases_of, wait_for
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from conftest import REPO, TrainedStore, window_from_data
+from edgecast_harness.bodies import window_from_data
+from edgecast_harness.bundle_faults import clone_bundle, flip_weights_byte, shift_reference_outputs
+from edgecast_harness.bundles import TrainedStore
+from edgecast_harness.cluster import Cluster, edge_inventory, phases_of, wait_for
+from edgecast_harness.images import REVISION, BuiltImage
+from edgecast_harness.load_client import LoadProcess
+from edgecast_harness.playbook import PlaybookRun, run_playbook
 
 # Debian base images (tests/infra/base-image.sh ARCH [FLAVOUR]) that conftest.py prepares
 # in the background while earlier tests run.
 BASE_IMAGES = ("amd64",)
 
-__all__ = ["kube_cluster"]  # the shared fixture, imported for pytest
-
-BIN = Path(sys.executable).parent
-BUILD_STAGE_LABEL = "io.edgecast.build-stage-of"
-REVISION = "0123456789abcdef0123456789abcdef01234567"
 APP_SELECTOR = "app.kubernetes.io/name=edgecast-predictor"
 
 
-def playbook(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "K8S_AUTH_KUBECONFIG")}
-    env.update(PATH=f"{BIN}:{os.environ['PATH']}", ANSIBLE_FORCE_COLOR="0")
-    return subprocess.run(
-        [str(BIN / "ansible-playbook"), *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+def playbook(*args: str, timeout: float = 1800) -> PlaybookRun:
+    return run_playbook(*args, check=False, timeout=timeout)
 
 
-def output_of(result: subprocess.CompletedProcess) -> str:
-    return result.stdout[-8000:] + result.stderr[-3000:]
-
-
-def recap(output: str, host: str) -> dict[str, int]:
-    match = re.search(
-        rf"{re.escape(host)}\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)",
-        output,
-    )
-    assert match, output[-3000:]
-    return dict(
-        zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups()), strict=True)
-    )
-
-
-def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
-    if check:
-        assert result.returncode == 0, f"docker {' '.join(args)}: {result.stderr[-3000:]}"
-    return result
-
-
-def records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def output_of(result: PlaybookRun) -> str:
+    return result.tail(8000)
 
 
 @dataclass
@@ -149,11 +111,11 @@ class Edge:
     def stored(self) -> list[str]:
         return sorted(p.name for p in self.store.iterdir())
 
-    def rollout(self, *args: str) -> subprocess.CompletedProcess:
+    def rollout(self, *args: str) -> PlaybookRun:
         return playbook(
+            "rollout-model.yml",
             "-i",
             str(self.inventory),
-            "rollout-model.yml",
             "-e",
             f"model_rollout_kubeconfig={self.rollout_kubeconfig}",
             *args,
@@ -184,11 +146,14 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def inventory(node: str, work: Path) -> Iterator[tuple[Path, Path, str, str]]:
-    """The node as an edge host reached locally; its store, namespace and image tag."""
+def inventory(
+    node: str, work: Path, predictor_image: BuiltImage
+) -> Iterator[tuple[Path, Path, str, str]]:
+    """The node as an edge host reached locally; its store, namespace and image (the one the
+    predictor_image role built for this test run)."""
     suffix = secrets.token_hex(4)
     namespace = f"edgecast-test-{suffix}"
-    image = f"edgecast-predictor:cluster-test-{suffix}"
+    image = predictor_image.ref
     # Under /var/lib: every parent is world-searchable, so uid 10001 in the pods can read it.
     store = Path(f"/var/lib/edgecast-test-{suffix}") / "models"
     inventory = edge_inventory(node, namespace, store, image, work, REVISION)
@@ -201,46 +166,20 @@ def inventory(node: str, work: Path) -> Iterator[tuple[Path, Path, str, str]]:
 
 
 @pytest.fixture(scope="module")
-def image(inventory: tuple[Path, Path, str, str]) -> Iterator[str]:
-    """The predictor image, built on the node by the predictor_image role."""
-    path, _, _, ref = inventory
-    subprocess.run(["bash", "tests/infra/docker-engine.sh"], cwd=REPO, check=True, timeout=600)
-    subprocess.run(
-        ["bash", "tests/infra/base-image.sh", "amd64"],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        timeout=1200,
-    )
-    try:
-        started = time.monotonic()
-        built = playbook("-i", str(path), "playbooks/predictor-image.yml")
-        assert built.returncode == 0, output_of(built)
-        print(f"\npredictor image {ref} built in {time.monotonic() - started:.0f} s")
-        yield ref
-    finally:
-        docker("image", "rm", ref, check=False)
-        docker(
-            "image", "prune", "--force", "--filter", f"label={BUILD_STAGE_LABEL}={ref}", check=False
-        )
-
-
-@pytest.fixture(scope="module")
 def edge(
     kube_cluster: Cluster,
     node: str,
     work: Path,
     inventory: tuple[Path, Path, str, str],
-    image: str,
     trained_store: TrainedStore,
 ) -> Iterator[Edge]:
-    path, store, namespace, _ = inventory
+    path, store, namespace, image = inventory
     rollout_kubeconfig = work / "rollout.kubeconfig"
     first = trained_store.root / trained_store.model_ids[0]
     args = (
+        "playbooks/deploy-predictor.yml",
         "-i",
         str(path),
-        "playbooks/deploy-predictor.yml",
         "-e",
         f"predictor_deploy_kubeconfig={kube_cluster.kubeconfig}",
         "-e",
@@ -252,45 +191,21 @@ def edge(
     try:
         started = time.monotonic()
         result = playbook(*args, timeout=900)
-        assert result.returncode == 0, output_of(result) + edge.describe()
+        assert result.rc == 0, output_of(result) + edge.describe()
         print(f"first deployment: {time.monotonic() - started:.0f} s")
         yield edge
     finally:
         kube_cluster.delete_namespace(namespace)
 
 
-@contextmanager
-def steady_load(edge: Edge, out: Path) -> Iterator[Path]:
-    """tests/load_client.py against the Service ClusterIP, flowing before the block starts."""
-    load = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "tests" / "load_client.py"),
-            "--url",
-            edge.url(),
-            "--duration",
-            "300",
-            "--out",
-            str(out),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for(
-            "the load to flow",
-            lambda: out.exists() and len([r for r in records(out) if r["status"] == 200]) >= 5,
-            timeout=60,
-        )
-        yield out
-    finally:
-        load.terminate()
-        load.wait(timeout=30)
+def steady_load(edge: Edge, out: Path) -> LoadProcess:
+    """The load client against the Service ClusterIP, flowing before the block starts."""
+    return LoadProcess(edge.url(), out, duration=300).start()
 
 
-def assert_no_failure(out: Path, at_least: int = 10) -> list[dict]:
-    done = records(out)
-    failed = [r for r in done if r["status"] != 200]
+def assert_no_failure(load: LoadProcess, at_least: int = 10) -> list[dict]:
+    done = load.records()
+    failed = load.failed()
     assert not failed, f"{len(failed)} of {len(done)} requests failed: {failed[:5]}"
     assert len(done) >= at_least, len(done)
     return done
@@ -318,9 +233,8 @@ def test_the_deploy_role_serves_the_first_model_through_the_service(
     assert edge.stored() == [first]
     assert oct(edge.rollout_kubeconfig.stat().st_mode & 0o777) == "0o600"
 
-    again = playbook(*edge.deploy_args, timeout=900)
-    assert again.returncode == 0, output_of(again)
-    assert recap(again.stdout, edge.node)["changed"] == 0, again.stdout[-5000:]
+    again = playbook(*edge.deploy_args, timeout=900).assert_ok()
+    assert again.changed(edge.node) == 0, again.tail(5000)
 
 
 def test_the_rollout_kubeconfig_is_limited_to_the_namespace(edge: Edge) -> None:
@@ -345,12 +259,12 @@ def test_a_pod_switch_under_load_fails_no_request(
 ) -> None:
     first, second = trained_store.model_ids
     bundle = trained_store.root / second
-    with steady_load(edge, tmp_path / "load.jsonl") as out:
+    with steady_load(edge, tmp_path / "load.jsonl") as load:
         started = time.time()
         result = edge.rollout("-e", f"model_bundle={bundle}")
-        assert result.returncode == 0, output_of(result) + edge.describe()
+        assert result.rc == 0, output_of(result) + edge.describe()
         time.sleep(1.0)
-    done = assert_no_failure(out)
+    done = assert_no_failure(load)
     assert edge.serving() == second
     assert edge.predict()["model_id"] == second
     assert edge.deployment_models() == [second]
@@ -372,15 +286,15 @@ def test_a_corrupted_bundle_is_refused_before_the_cluster_changes(
     deployments, service, stored = edge.deployments(), edge.service_version(), edge.stored()
     bad = clone_bundle(trained_store.root / trained_store.model_ids[1], tmp_path, "corrupt-0001")
     flip_weights_byte(bad)
-    with steady_load(edge, tmp_path / "load.jsonl") as out:
+    with steady_load(edge, tmp_path / "load.jsonl") as load:
         result = edge.rollout("-e", f"model_bundle={bad}")
-    assert result.returncode != 0
+    assert result.rc != 0
     assert "bundle refused" in result.stdout and "weights.npz" in result.stdout, output_of(result)
     assert edge.deployments() == deployments
     assert edge.service_version() == service
     assert edge.stored() == stored
     assert edge.serving() == before
-    assert_no_failure(out, at_least=3)
+    assert_no_failure(load, at_least=3)
 
 
 def test_a_bundle_failing_parity_on_the_node_is_reverted(
@@ -394,10 +308,10 @@ def test_a_bundle_failing_parity_on_the_node_is_reverted(
         f"shifted-reference-{secrets.token_hex(3)}",
     )
     shift_reference_outputs(bad)
-    with steady_load(edge, tmp_path / "load.jsonl") as out:
+    with steady_load(edge, tmp_path / "load.jsonl") as load:
         result = edge.rollout("-e", f"model_bundle={bad}", "-e", "model_rollout_ready_timeout=45")
     text = result.stdout
-    assert result.returncode != 0, output_of(result)
+    assert result.rc != 0, output_of(result)
     assert f"to model {bad.name} failed in phase ready" in text, output_of(result)
     assert "was not available within 45s" in text, output_of(result)
     assert "deleted" in text and f"still selecting model {before}" in text, output_of(result)
@@ -413,7 +327,7 @@ def test_a_bundle_failing_parity_on_the_node_is_reverted(
     assert edge.deployments() == deployments
     assert edge.service_version() == service
     assert edge.serving() == before
-    assert_no_failure(out)
+    assert_no_failure(load)
 
 
 def test_a_rollback_to_the_previous_model_under_load(
@@ -421,12 +335,12 @@ def test_a_rollback_to_the_previous_model_under_load(
 ) -> None:
     first, second = trained_store.model_ids
     assert edge.serving() == second
-    with steady_load(edge, tmp_path / "load.jsonl") as out:
+    with steady_load(edge, tmp_path / "load.jsonl") as load:
         started = time.time()
         result = edge.rollout("-e", "rollback_to=previous")
-        assert result.returncode == 0, output_of(result) + edge.describe()
+        assert result.rc == 0, output_of(result) + edge.describe()
         time.sleep(1.0)
-    done = assert_no_failure(out)
+    done = assert_no_failure(load)
     assert edge.serving() == first
     assert edge.deployment_models() == [first]
     assert edge.pod_models() == [first]

@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from molecule_support import (
+
+from edgecast_harness.molecule import (
     REPO,
     base_image,
     flat,

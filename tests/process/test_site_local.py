@@ -4,37 +4,14 @@ serves the model on 127.0.0.1 as a background service, answers over HTTP, and a 
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import requests
 
-from conftest import REPO, free_port, window_from_data
-
-BIN = Path(sys.executable).parent
-
-
-def ansible(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_FORCE_COLOR": "0"}
-    result = subprocess.run(
-        [str(BIN / "ansible-playbook"), *args], cwd=REPO, env=env, capture_output=True, text=True
-    )
-    if check:
-        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    return result
-
-
-def recap(output: str) -> dict[str, int]:
-    match = re.search(
-        r"localhost\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output
-    )
-    assert match, output[-2000:]
-    ok, changed, unreachable, failed = map(int, match.groups())
-    return {"ok": ok, "changed": changed, "unreachable": unreachable, "failed": failed}
+from edgecast_harness.bodies import window_from_data
+from edgecast_harness.paths import REPO
+from edgecast_harness.playbook import run_playbook
+from edgecast_harness.ports import free_port
+from edgecast_harness.predictor import edgecast
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +19,9 @@ def site(tmp_path_factory):
     var = tmp_path_factory.mktemp("var")
     port = free_port()
     extra = ["-e", f"edgecast_var={var}", "-e", f"local_runtime_port={port}"]
-    first = ansible("site.yml", *extra)
+    first = run_playbook("site.yml", *extra)
     yield var, port, extra, first
-    subprocess.run(
-        [str(BIN / "edgecast"), "service", "stop", "--pid-file", str(var / "run/predictor.pid")],
-        check=False,
-    )
+    edgecast("service", "stop", "--pid-file", str(var / "run/predictor.pid"), check=False)
 
 
 def test_first_run_trains_serves_and_prints_a_forecast(site):
@@ -55,7 +29,7 @@ def test_first_run_trains_serves_and_prints_a_forecast(site):
     bundles = sorted(p.name for p in (var / "models").iterdir())
     assert len(bundles) == 1
     assert bundles[0].startswith("sbn-b13-")
-    assert recap(first.stdout)["changed"] >= 2  # trained, started
+    assert first.changed("localhost") >= 2  # trained, started
     assert f"forecast by {bundles[0]}" in first.stdout
     assert "held-out accuracy for b13" in first.stdout
     response = requests.post(
@@ -70,10 +44,10 @@ def test_first_run_trains_serves_and_prints_a_forecast(site):
 def test_check_mode_then_a_second_run_change_nothing(site):
     var, _, extra, _ = site
     pid = (var / "run/predictor.pid").read_text()
-    checked = ansible("site.yml", "--check", *extra)
-    assert recap(checked.stdout)["changed"] == 0, checked.stdout[-3000:]
-    again = ansible("site.yml", *extra)
-    assert recap(again.stdout)["changed"] == 0, again.stdout[-3000:]
+    checked = run_playbook("site.yml", "--check", *extra)
+    assert checked.changed() == 0, checked.tail()
+    again = run_playbook("site.yml", *extra)
+    assert again.changed() == 0, again.tail()
     assert (var / "run/predictor.pid").read_text() == pid  # not restarted
     assert len(list((var / "models").iterdir())) == 1  # not trained again
 
@@ -81,8 +55,8 @@ def test_check_mode_then_a_second_run_change_nothing(site):
 def test_changed_settings_restart_the_predictor(site):
     var, port, extra, _ = site
     pid = (var / "run/predictor.pid").read_text()
-    result = ansible("site.yml", *extra, "-e", "local_runtime_runtime=litert")
-    assert recap(result.stdout)["changed"] == 1, result.stdout[-3000:]
+    result = run_playbook("site.yml", *extra, "-e", "local_runtime_runtime=litert")
+    assert result.changed() == 1, result.tail()
     assert (var / "run/predictor.pid").read_text() != pid
     answer = requests.post(
         f"http://127.0.0.1:{port}/v1/predict", json=window_from_data(), timeout=10
@@ -98,4 +72,4 @@ def test_changed_settings_restart_the_predictor(site):
     ],
 )
 def test_every_playbook_passes_the_syntax_check(playbook):
-    ansible("--syntax-check", playbook)
+    run_playbook(playbook, "--syntax-check")

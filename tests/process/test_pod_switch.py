@@ -9,14 +9,11 @@ are a few seconds here; on a cluster they are minutes.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_kube_api import FakeKubernetesApi
 from kubernetes.client.exceptions import ApiException
 
 from edgecast.deploy.manifests import MODEL_ID_ANNOTATION, MODEL_LABEL, PredictorSpec, names_for
@@ -32,8 +29,9 @@ from edgecast.deploy.podswitch import (
     pod_switch,
     serving_models,
 )
+from edgecast_harness.fake_kube_api import FakeKubernetesApi
+from edgecast_harness.playbook import run_playbook
 
-REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "edgecast"
 NODE = "edge-1"
 FAST = Timeouts(ready=3.0, endpoints=3.0, verify=1.0, cleanup=3.0, request=5.0)
@@ -473,30 +471,16 @@ def test_action_plugin_through_ansible_playbook(fake, tmp_path):
     fake.behaviour("model-c").serves_model = "model-x"
     playbook = tmp_path / "switch.yml"
     playbook.write_text(PLAYBOOK)
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-        "ANSIBLE_NOCOLOR": "1",
-    }
     kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
 
-    run = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            *("-i", "localhost,", "-c", "local", str(playbook)),
-            *("-e", f"kubeconfig={kubeconfig}", "-e", f"results={tmp_path / 'results.json'}"),
-            *("-e", f"ansible_python_interpreter={sys.executable}"),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
+    run_playbook(
+        playbook,
+        *("-i", "localhost,", "-c", "local"),
+        *("-e", f"kubeconfig={kubeconfig}", "-e", f"results={tmp_path / 'results.json'}"),
+        *("-e", f"ansible_python_interpreter={sys.executable}"),
+        env={"ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp")},
         timeout=180,
-        check=False,
     )
-
-    assert run.returncode == 0, run.stdout + run.stderr
     results = json.loads((tmp_path / "results.json").read_text())
     planned, switched, again, refused, serving = results
     assert planned["changed"] is True

@@ -11,7 +11,9 @@ import re
 from pathlib import Path
 
 import pytest
-from molecule_support import base_image, molecule_environment, run_molecule, step_output
+
+from edgecast_harness.docker import base_image
+from edgecast_harness.molecule import molecule_environment, run_molecule, step_output
 
 # Debian base images (tests/infra/base-image.sh ARCH [FLAVOUR]) that conftest.py prepares
 # in the background while earlier tests run.

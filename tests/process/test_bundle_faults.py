@@ -21,25 +21,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from bundle_faults import (
+
+from edgecast_harness.bodies import window_from_data
+from edgecast_harness.bundle_faults import (
     DIRECTORY_FAULTS,
     MALFORMED_FAULTS,
     Fault,
     clone_bundle,
     flip_weights_byte,
     loosen_signed_parity,
+    read_manifest,
     tar_with_symlink,
     tar_with_traversal,
 )
-
-from conftest import (
-    Predictor,
-    PredictorLauncher,
-    TrainedStore,
-    edgecast,
-    manifest_of,
-    window_from_data,
-)
+from edgecast_harness.bundles import TrainedStore
+from edgecast_harness.predictor import Predictor, PredictorLauncher, edgecast
 
 SWAP = "/admin/v1/models"
 
@@ -81,7 +77,7 @@ def keygen(directory: Path, name: str) -> tuple[Path, Path, str]:
 
 def sign(bundle: Path, key: Path) -> None:
     edgecast("sign", str(bundle), "--key", str(key))
-    assert "signature" in manifest_of(bundle)
+    assert "signature" in read_manifest(bundle)
 
 
 def good_bundle(trained_store: TrainedStore) -> Path:

@@ -16,7 +16,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ADMIN_TOKEN, Predictor, PredictorLauncher, manifest_of, window_from_data
+from edgecast_harness.bodies import window_from_data
+from edgecast_harness.bundle_faults import read_manifest
+from edgecast_harness.predictor import ADMIN_TOKEN, Predictor, PredictorLauncher
 
 JSON = {"Content-Type": "application/json"}
 MAX_BODY = 64 * 1024  # the predictor's default --max-body-bytes
@@ -423,7 +425,7 @@ def test_probes_model_info_and_metrics(predictor, body, trained_store):
     assert model["parity"]["ok"] is True
     assert model["parity"]["cases"] > 0
     assert model["parity"]["max_abs_diff_kwh"] <= model["parity"]["allowed_kwh_at_worst"]
-    manifest = manifest_of(trained_store.root / model_id)
+    manifest = read_manifest(trained_store.root / model_id)
     summary = model["manifest"]
     assert summary["model_id"] == model_id
     assert summary["created"] == manifest["created"]

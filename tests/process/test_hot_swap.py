@@ -4,14 +4,10 @@ it; the new model becomes current only after it is loaded and verified)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from conftest import REPO
+from edgecast_harness.load_client import LoadProcess
 
 SWAPS = 20
 LOAD_DURATION_S = 240  # upper bound only: the client is stopped once the swaps are done
@@ -29,57 +25,19 @@ class Swap:
     body: dict
 
 
-def read_records(path: Path) -> list[dict]:
-    text = path.read_text() if path.exists() else ""
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def wait_for_records(path: Path, count: int, client: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert client.poll() is None, f"load client exited early with {client.returncode}"
-        if len(read_records(path)) >= count:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"the load client did not send {count} requests in {timeout} s")
-
-
-def stop_client(client: subprocess.Popen) -> None:
-    if client.poll() is None:
-        client.terminate()
-        try:
-            client.wait(30)
-        except subprocess.TimeoutExpired:
-            client.kill()
-            client.wait()
-
-
 def test_hot_swap_under_load_from_another_process(trained_store, start_predictor, tmp_path):
     first, second = trained_store.model_ids
     predictor = start_predictor(trained_store.root, "--model-id", first, admin=True)
     assert predictor.get("/readyz").json()["model_id"] == first
 
-    out = tmp_path / "requests.jsonl"
-    client_log = (tmp_path / "load_client.log").open("w")
-    client = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "tests" / "load_client.py"),
-            "--url",
-            predictor.url,
-            "--duration",
-            str(LOAD_DURATION_S),
-            "--max-requests",
-            str(LOAD_MAX_REQUESTS),
-            "--out",
-            str(out),
-        ],
-        stdout=client_log,
-        stderr=subprocess.STDOUT,
+    load = LoadProcess(
+        predictor.url,
+        tmp_path / "requests.jsonl",
+        duration=LOAD_DURATION_S,
+        max_requests=LOAD_MAX_REQUESTS,
     )
     swaps: list[Swap] = []
-    try:
-        wait_for_records(out, 20, client, timeout=60)  # steady load before the first swap
+    with load.start(wait_for=20):  # steady load before the first swap
         serving = first
         for i in range(SWAPS):
             target = (second, first)[i % 2]
@@ -93,12 +51,9 @@ def test_hot_swap_under_load_from_another_process(trained_store, start_predictor
             serving = target
             time.sleep(0.3)  # some requests strictly between two swaps
         time.sleep(0.5)
-        assert client.poll() is None, "the load client stopped before the swaps were done"
-    finally:
-        stop_client(client)
-        client_log.close()
-    assert client.returncode == 0, (tmp_path / "load_client.log").read_text()
-    records = read_records(out)
+        assert load.running, "the load client stopped before the swaps were done"
+    assert load.stop() == 0, load.log.read_text()
+    records = load.records()
 
     for i, swap in enumerate(swaps):
         print(

@@ -1,19 +1,14 @@
 """`ansible-playbook rollout-model.yml` on the embedded default: hot swaps under steady load.
 
 The predictor is the real background service that `site.yml` starts; the load comes from a
-separate process (tests/load_client.py) that records every request. Twenty rollouts alternate
-between two real bundles; then a refused bundle, a check-mode run and a rollback.
+separate process (edgecast_harness.load_client) that records every request. Twenty rollouts
+alternate between two real bundles; then a refused bundle, a check-mode run and a rollback.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import shutil
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,30 +16,15 @@ from pathlib import Path
 
 import pytest
 import requests
-from bundle_faults import clone_bundle, flip_weights_byte, shift_reference_outputs
 
-from conftest import REPO, TrainedStore, edgecast, free_port
+from edgecast_harness.bundle_faults import clone_bundle, flip_weights_byte, shift_reference_outputs
+from edgecast_harness.bundles import TrainedStore
+from edgecast_harness.load_client import LoadProcess
+from edgecast_harness.playbook import PlaybookRun, run_playbook
+from edgecast_harness.ports import free_port
+from edgecast_harness.predictor import edgecast
 
-BIN = Path(sys.executable).parent
 ROLLOUTS = 20
-
-
-def playbook(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_FORCE_COLOR": "0"}
-    return subprocess.run(
-        [str(BIN / "ansible-playbook"), *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def changed_count(output: str) -> int:
-    match = re.search(r"localhost\s+:\s+ok=\d+\s+changed=(\d+)", output)
-    assert match, output[-3000:]
-    return int(match.group(1))
 
 
 @dataclass
@@ -65,8 +45,8 @@ class LocalEdge:
     def stored(self) -> list[str]:
         return sorted(p.name for p in (self.var / "models").iterdir())
 
-    def rollout(self, *args: str) -> subprocess.CompletedProcess:
-        return playbook("rollout-model.yml", *self.extra, *args)
+    def rollout(self, *args: str) -> PlaybookRun:
+        return run_playbook("rollout-model.yml", *self.extra, *args, check=False, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -75,41 +55,22 @@ def edge(trained_store: TrainedStore, tmp_path_factory: pytest.TempPathFactory) 
     port = free_port()
     extra = ["-e", f"edgecast_var={var}", "-e", f"local_runtime_port={port}"]
     first = trained_store.root / trained_store.model_ids[0]
-    site = playbook("site.yml", *extra, "-e", f"model_training_bundle={first}")
-    assert site.returncode == 0, site.stdout[-4000:] + site.stderr[-2000:]
+    run_playbook("site.yml", *extra, "-e", f"model_training_bundle={first}")
     yield LocalEdge(var, port, extra)
     edgecast("service", "stop", "--pid-file", str(var / "run/predictor.pid"), check=False)
 
 
 @pytest.fixture(scope="module")
-def load(edge: LocalEdge, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+def load(edge: LocalEdge, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadProcess]:
     """Steady requests from another process while every test of this module runs."""
     out = tmp_path_factory.mktemp("load") / "requests.jsonl"
-    client = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "tests" / "load_client.py"),
-            "--url",
-            edge.url,
-            "--duration",
-            "3600",  # bounded; the module's teardown stops it as soon as the tests end
-            "--out",
-            str(out),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    yield out
-    client.terminate()
-    client.wait(timeout=30)
-
-
-def records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    # Bounded; the module's teardown stops it as soon as the tests end.
+    with LoadProcess(edge.url, out, duration=3600) as load:
+        yield load
 
 
 def test_twenty_rollouts_under_load_fail_no_request(
-    edge: LocalEdge, load: Path, trained_store: TrainedStore, tmp_path: Path
+    edge: LocalEdge, load: LoadProcess, trained_store: TrainedStore, tmp_path: Path
 ) -> None:
     first, second = (trained_store.root / m for m in trained_store.model_ids)
     assert edge.serving() == first.name
@@ -122,15 +83,15 @@ def test_twenty_rollouts_under_load_fail_no_request(
         want = [second.name, first.name][number % 2]
         started = time.time()
         result = edge.rollout("-e", f"model_bundle={bundle}")
-        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+        result.assert_ok()
         assert edge.serving() == want, f"rollout {number}"
         assert f"serving {want}" in result.stdout
         served = [
-            r["start"] for r in records(load) if r["start"] >= started and r["model_id"] == want
+            r["start"] for r in load.records() if r["start"] >= started and r["model_id"] == want
         ]
         assert served, f"rollout {number}: no request was answered by {want}"
         to_serving.append(served[0] - started)
-    done = records(load)
+    done = load.records()
     failed = [r for r in done if r["status"] != 200]
     assert not failed, failed[:5]
     assert len(done) > 100
@@ -145,13 +106,13 @@ def test_twenty_rollouts_under_load_fail_no_request(
 def test_a_repeated_rollout_changes_nothing(edge: LocalEdge) -> None:
     serving = edge.serving()
     result = edge.rollout("-e", f"model_bundle={edge.var / 'models' / serving}")
-    assert result.returncode == 0, result.stdout[-4000:]
-    assert changed_count(result.stdout) == 0, result.stdout[-3000:]
+    assert result.rc == 0, result.stdout[-4000:]
+    assert result.changed("localhost") == 0, result.stdout[-3000:]
     assert f"already serving {serving}" in result.stdout
 
 
 def test_a_corrupted_bundle_is_refused_before_anything_moves(
-    edge: LocalEdge, load: Path, trained_store: TrainedStore, tmp_path: Path
+    edge: LocalEdge, load: LoadProcess, trained_store: TrainedStore, tmp_path: Path
 ) -> None:
     before, stored = edge.serving(), edge.stored()
     bad = clone_bundle(
@@ -159,15 +120,15 @@ def test_a_corrupted_bundle_is_refused_before_anything_moves(
     )
     flip_weights_byte(bad)
     result = edge.rollout("-e", f"model_bundle={bad}")
-    assert result.returncode != 0
+    assert result.rc != 0
     assert "bundle refused" in result.stdout and "weights.npz" in result.stdout, result.stdout
     assert edge.serving() == before
     assert edge.stored() == stored
-    assert all(r["status"] == 200 for r in records(load))
+    assert all(r["status"] == 200 for r in load.records())
 
 
 def test_a_bundle_failing_parity_on_the_node_keeps_the_old_model(
-    edge: LocalEdge, load: Path, trained_store: TrainedStore, tmp_path: Path
+    edge: LocalEdge, load: LoadProcess, trained_store: TrainedStore, tmp_path: Path
 ) -> None:
     before = edge.serving()
     bad = clone_bundle(
@@ -175,12 +136,12 @@ def test_a_bundle_failing_parity_on_the_node_keeps_the_old_model(
     )
     shift_reference_outputs(bad)
     result = edge.rollout("-e", f"model_bundle={bad}")
-    assert result.returncode != 0
+    assert result.rc != 0
     assert "refused the switch (422)" in result.stdout, result.stdout[-3000:]
     assert "parity check failed" in result.stdout
     assert f"still serves {before}" in result.stdout
     assert edge.serving() == before
-    assert all(r["status"] == 200 for r in records(load))
+    assert all(r["status"] == 200 for r in load.records())
     shutil.rmtree(edge.var / "models" / bad.name)
 
 
@@ -190,38 +151,38 @@ def test_check_mode_reports_the_switch_and_changes_nothing(
     before, stored = edge.serving(), edge.stored()
     other = next(m for m in trained_store.model_ids if m != before)
     result = edge.rollout("--check", "-e", f"model_bundle={trained_store.root / other}")
-    assert result.returncode == 0, result.stdout[-4000:]
-    assert changed_count(result.stdout) >= 1
+    assert result.rc == 0, result.stdout[-4000:]
+    assert result.changed("localhost") >= 1
     assert edge.serving() == before
     assert edge.stored() == stored
 
 
 def test_rollback_to_previous_and_to_a_named_model(
-    edge: LocalEdge, load: Path, trained_store: TrainedStore
+    edge: LocalEdge, load: LoadProcess, trained_store: TrainedStore
 ) -> None:
     before = edge.serving()
     other = next(m for m in trained_store.model_ids if m != before)
-    assert edge.rollout("-e", f"model_bundle={trained_store.root / other}").returncode == 0
+    assert edge.rollout("-e", f"model_bundle={trained_store.root / other}").rc == 0
     assert edge.serving() == other
     back = edge.rollout("-e", "rollback_to=previous")
-    assert back.returncode == 0, back.stdout[-3000:]
+    assert back.rc == 0, back.stdout[-3000:]
     assert edge.serving() == before
     named = edge.rollout("-e", f"rollback_to={other}")
-    assert named.returncode == 0, named.stdout[-3000:]
+    assert named.rc == 0, named.stdout[-3000:]
     assert edge.serving() == other
     missing = edge.rollout("-e", "rollback_to=sbn-b13-not-in-the-store")
-    assert missing.returncode != 0
+    assert missing.rc != 0
     assert "not in the predictor's store" in missing.stdout
     assert edge.serving() == other
-    assert all(r["status"] == 200 for r in records(load))
+    assert all(r["status"] == 200 for r in load.records())
 
 
 def test_bad_arguments_fail_before_anything_changes(edge: LocalEdge) -> None:
     before, stored = edge.serving(), edge.stored()
     neither = edge.rollout()
-    assert neither.returncode != 0
+    assert neither.rc != 0
     assert "Pass exactly one of -e model_bundle=PATH" in neither.stdout
     strategy = edge.rollout("-e", "rollback_to=previous", "-e", "rollout_strategy=teleport")
-    assert strategy.returncode != 0
+    assert strategy.rc != 0
     assert edge.serving() == before
     assert edge.stored() == stored

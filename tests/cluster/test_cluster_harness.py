@@ -16,14 +16,13 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from cluster_support import Cluster, kube_cluster, python_http_image, wait_for
 from kubernetes import client
+
+from edgecast_harness.cluster import Cluster, python_http_image, wait_for
 
 # Debian base images (tests/infra/base-image.sh ARCH [FLAVOUR]) that conftest.py prepares
 # in the background while earlier tests run.
 BASE_IMAGES = ("amd64",)
-
-__all__ = ["kube_cluster"]  # the shared fixture, imported for pytest
 
 K8S_VERSION = "v1.34.4"
 APP = "http-echo"

@@ -11,35 +11,29 @@ without building them (no arm64 base image or Jetson exists here).
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
-import shutil
-import subprocess
-import sys
 import time
 import tomllib
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 
-from conftest import REPO, TrainedStore, free_port, window_from_data
 from edgecast.deploy.manifests import PredictorSpec, render
-
-BIN = Path(sys.executable).parent
+from edgecast_harness.bodies import window_from_data
+from edgecast_harness.bundles import TrainedStore
+from edgecast_harness.docker import AMD64_BASE_IMAGE as BASE_IMAGE
+from edgecast_harness.docker import docker
+from edgecast_harness.images import PLAYBOOK, REVISION, BuiltImage, local_edge_inventory
+from edgecast_harness.paths import REPO
+from edgecast_harness.playbook import run_playbook
+from edgecast_harness.ports import free_port
 
 # Debian base images (tests/infra/base-image.sh ARCH [FLAVOUR]) that conftest.py prepares
 # in the background while earlier tests run.
 BASE_IMAGES = ("amd64",)
-PLAYBOOK = "playbooks/predictor-image.yml"
-BASE_IMAGE = "local/debian-amd64:bookworm"
-HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-BUILD_STAGE_LABEL = "io.edgecast.build-stage-of"
 DIGEST_LABEL = "io.edgecast.context-digest"
-REVISION = "0123456789abcdef0123456789abcdef01234567"
 SERVING_PINS = (
     "ai-edge-litert",
     "numpy",
@@ -61,40 +55,6 @@ print(json.dumps({{
 """
 
 
-def ansible(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_FORCE_COLOR": "0"}
-    return subprocess.run(
-        [str(BIN / "ansible-playbook"), *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def succeeded(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    return result.stdout
-
-
-def recap(output: str) -> dict[str, int]:
-    match = re.search(
-        r"localhost\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output
-    )
-    assert match, output[-3000:]
-    return dict(
-        zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups()), strict=True)
-    )
-
-
-def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
-    if check:
-        assert result.returncode == 0, f"docker {' '.join(args)}: {result.stderr[-3000:]}"
-    return result
-
-
 def pinned_versions() -> dict[str, str]:
     pins = {}
     for line in (REPO / "requirements.txt").read_text().splitlines():
@@ -104,97 +64,17 @@ def pinned_versions() -> dict[str, str]:
     return pins
 
 
-def write_inventory(directory: Path, group: str | None = None) -> Path:
-    """localhost in `edge` (and in `group`), reached without ssh or sudo: the tests run as root."""
-    host = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
-        "ansible_become": False,
-    }
-    children: dict[str, object] = {"rpi": {}, "jetson": {}}
-    if group:
-        children[group] = {"hosts": {"localhost": {}}}
-    inventory = {
-        "all": {
-            "children": {"edge": {"hosts": {"localhost": host}, "children": children}},
-            "vars": {"edgecast_deployment": "k3s"},
-        }
-    }
-    path = directory / "inventory.yml"
-    path.write_text(json.dumps(inventory))
-    return path
-
-
-def copy_source(directory: Path) -> Path:
-    """The package source as a checkout has it, caches and hidden folders included."""
-    app = directory / "app"
-    app.mkdir(parents=True)
-    shutil.copy2(REPO / "app" / "pyproject.toml", app / "pyproject.toml")
-    shutil.copytree(REPO / "app" / "edgecast", app / "edgecast")
-    cache = app / "edgecast" / "__pycache__"
-    cache.mkdir(exist_ok=True)
-    (cache / "stale.cpython-311.pyc").write_bytes(b"\0")
-    (app / "edgecast" / ".mypy_cache").mkdir()
-    (app / "edgecast" / ".mypy_cache" / "cache.json").write_text("{}")
-    (app / ".venv" / "bin").mkdir(parents=True)
-    (app / ".venv" / "bin" / "python").write_text("")
-    return app
-
-
 def from_lines(dockerfile: Path) -> list[str]:
     return [line for line in dockerfile.read_text().splitlines() if line.startswith("FROM ")]
 
 
-@dataclass
-class BuiltImage:
-    ref: str
-    source_dir: Path
-    build_dir: Path
-    inventory: Path
-    extra_vars: str
-    first_run: str
-
-
-@pytest.fixture(scope="module")
-def built_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltImage]:
-    subprocess.run(["bash", "tests/infra/docker-engine.sh"], cwd=REPO, check=True, timeout=600)
-    base = subprocess.run(
-        ["bash", "tests/infra/base-image.sh", "amd64"],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    ).stdout.split()[-1]
-    assert base == BASE_IMAGE, base
-    work = tmp_path_factory.mktemp("predictor-image")
-    ref = f"edgecast-predictor:test-{secrets.token_hex(4)}"
-    source_dir = copy_source(work / "src")
-    extra_vars = {
-        "predictor_image_tag": ref.split(":", 1)[1],
-        "predictor_image_base_image": BASE_IMAGE,
-        "predictor_image_extra_ca_bundle": HOST_CA_BUNDLE,
-        "predictor_image_source_dir": str(source_dir),
-        "predictor_image_build_dir": str(work / "context"),
-        "predictor_image_revision": REVISION,
-    }
-    vars_file = work / "vars.json"
-    vars_file.write_text(json.dumps(extra_vars))
-    inventory = write_inventory(work)
-    try:
-        started = time.monotonic()
-        first = succeeded(ansible("-i", str(inventory), PLAYBOOK, "-e", f"@{vars_file}"))
-        print(f"first run (cold build): {time.monotonic() - started:.0f} s")
-        yield BuiltImage(ref, source_dir, work / "context", inventory, f"@{vars_file}", first)
-    finally:
-        docker("image", "rm", ref, check=False)
-        docker(
-            "image", "prune", "--force", "--filter", f"label={BUILD_STAGE_LABEL}={ref}", check=False
-        )
+@pytest.fixture
+def built_image(predictor_image: BuiltImage) -> BuiltImage:
+    return predictor_image
 
 
 def test_the_role_builds_the_image_from_the_build_context_only(built_image: BuiltImage) -> None:
-    assert recap(built_image.first_run)["changed"] >= 2, built_image.first_run[-3000:]
+    assert built_image.first_run.changed("localhost") >= 2, built_image.first_run.tail()
     context = sorted(
         p.relative_to(built_image.build_dir).as_posix() for p in built_image.build_dir.rglob("*")
     )
@@ -232,11 +112,10 @@ def test_the_image_carries_the_contract_of_the_deployment(built_image: BuiltImag
 
 def test_a_second_run_and_a_checked_run_change_nothing(built_image: BuiltImage) -> None:
     image_id = docker("image", "inspect", "--format", "{{.Id}}", built_image.ref).stdout
-    args = ("-i", str(built_image.inventory), PLAYBOOK, "-e", built_image.extra_vars)
-    again = succeeded(ansible(*args))
-    assert recap(again)["changed"] == 0, again[-4000:]
-    checked = succeeded(ansible("--check", *args))
-    assert recap(checked)["changed"] == 0, checked[-4000:]
+    again = built_image.run_role()
+    assert again.changed("localhost") == 0, again.tail()
+    checked = built_image.run_role("--check")
+    assert checked.changed("localhost") == 0, checked.tail()
     assert docker("image", "inspect", "--format", "{{.Id}}", built_image.ref).stdout == image_id
 
 
@@ -313,20 +192,15 @@ def test_the_image_serves_a_forecast_run_as_the_deployment_runs_it(
 
 def test_a_code_change_rebuilds_and_removes_the_replaced_image(built_image: BuiltImage) -> None:
     old_id = docker("image", "inspect", "--format", "{{.Id}}", built_image.ref).stdout.strip()
-    source = Path(
-        json.loads(Path(built_image.extra_vars[1:]).read_text())["predictor_image_source_dir"]
-    )
-    with (source / "edgecast" / "store.py").open("a") as module:
+    with (built_image.source_dir / "edgecast" / "store.py").open("a") as module:
         module.write("# changed\n")
     stray = built_image.build_dir / "app" / "edgecast" / "stray.py"
     stray.write_text("raise SystemExit('not part of the package')\n")
 
     started = time.monotonic()
-    output = succeeded(
-        ansible("-i", str(built_image.inventory), PLAYBOOK, "-e", built_image.extra_vars)
-    )
+    output = built_image.run_role()
     print(f"run after a code change (warm build): {time.monotonic() - started:.0f} s")
-    assert recap(output)["changed"] >= 3, output[-4000:]  # copied, stray removed, built
+    assert output.changed("localhost") >= 3, output.tail()  # copied, stray removed, built
     assert not stray.exists()
     new_id = docker("image", "inspect", "--format", "{{.Id}}", built_image.ref).stdout.strip()
     assert new_id != old_id
@@ -380,11 +254,9 @@ def test_render_only_dockerfile_of_the_profile_uses_the_right_base(
     }
     if l4t_release:
         extra["jetson_runtime_l4t_release"] = l4t_release
-    inventory = write_inventory(tmp_path, group)
-    output = succeeded(
-        ansible("-i", str(inventory), PLAYBOOK, "-e", json.dumps(extra), timeout=600)
-    )
-    assert recap(output)["failed"] == 0
+    inventory = local_edge_inventory(tmp_path, group)
+    output = run_playbook(PLAYBOOK, "-i", str(inventory), "-e", json.dumps(extra), timeout=600)
+    assert output.recap("localhost")["failures"] == 0
     dockerfile = build_dir / "Dockerfile"
     assert from_lines(dockerfile) == [f"FROM {base} AS build", f"FROM {base}"]
     text = dockerfile.read_text()
@@ -412,8 +284,10 @@ def test_render_only_jetson_without_a_known_l4t_release_stops_before_any_change(
         # This machine has no /etc/nv_tegra_release: the release stays unknown.
         "jetson_runtime_nv_tegra_release_path": str(tmp_path / "nv_tegra_release"),
     }
-    inventory = write_inventory(tmp_path, "jetson")
-    result = ansible("-i", str(inventory), PLAYBOOK, "-e", json.dumps(extra), timeout=600)
-    assert result.returncode != 0
+    inventory = local_edge_inventory(tmp_path, "jetson")
+    result = run_playbook(
+        PLAYBOOK, "-i", str(inventory), "-e", json.dumps(extra), check=False, timeout=600
+    )
+    assert result.rc != 0
     assert "L4T release of localhost is not known" in result.stdout, result.stdout[-3000:]
     assert not build_dir.exists()

@@ -1,0 +1,128 @@
+"""Real ``edgecast serve`` processes on loopback ports, and the real CLI in a child process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from .ports import free_port
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
+def edgecast(*args: str, check: bool = True, **kwargs: object) -> subprocess.CompletedProcess:
+    """Runs the real CLI in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "edgecast.cli", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        **kwargs,
+    )
+
+
+@dataclass
+class Predictor:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+    token: str | None = None
+    args: list[str] = field(default_factory=list)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def get(self, path: str, **kwargs: object) -> requests.Response:
+        return requests.get(self.url + path, timeout=10, **kwargs)
+
+    def post(self, path: str, **kwargs: object) -> requests.Response:
+        return requests.post(self.url + path, timeout=10, **kwargs)
+
+    def admin(self, path: str, body: dict | None = None) -> requests.Response:
+        return requests.post(
+            self.url + path,
+            json=body if body is not None else {},
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=120,
+        )
+
+    def wait_ready(self, timeout: float = 90) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"predictor exited {self.process.returncode}:\n{self.log()}")
+            try:
+                response = self.get("/readyz")
+                if response.status_code == 200:
+                    return response.json()
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"predictor not ready after {timeout} s:\n{self.log()}")
+
+    def wait_alive(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.get("/healthz").status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        raise AssertionError(f"predictor not alive after {timeout} s:\n{self.log()}")
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+class PredictorLauncher:
+    """Starts real ``edgecast serve`` processes on free loopback ports and stops them all."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.started: list[Predictor] = []
+
+    def start(
+        self,
+        store: Path,
+        *args: str,
+        admin: bool = False,
+        wait: bool = True,
+        env: dict | None = None,
+    ) -> Predictor:
+        port = free_port()
+        log_path = self.directory / f"predictor-{port}.log"
+        command = [sys.executable, "-m", "edgecast.cli", "serve", "--store", str(store)]
+        command += ["--port", str(port), *args]
+        token = None
+        if admin:
+            token_file = self.directory / f"token-{port}"
+            token_file.write_text(ADMIN_TOKEN + "\n")
+            command += ["--admin-token-file", str(token_file)]
+            token = ADMIN_TOKEN
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            )
+        predictor = Predictor(f"http://127.0.0.1:{port}", process, log_path, token, command)
+        self.started.append(predictor)
+        if wait:
+            predictor.wait_ready()
+        return predictor
+
+    def stop_all(self) -> None:
+        for predictor in self.started:
+            predictor.stop()
