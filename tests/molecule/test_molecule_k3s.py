@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from edgecast_harness.docker import base_image
 from edgecast_harness.molecule import (
     REPO,
-    base_image,
     flat,
     molecule_environment,
     recap_counts,
