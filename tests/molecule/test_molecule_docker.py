@@ -1,4 +1,5 @@
-"""Molecule scenarios of the Docker roles, run for real: `molecule test -s <scenario>`.
+"""Molecule scenarios of the Docker roles, run for real:
+`cd roles/<role> && molecule test -s <role>`.
 
 Each scenario creates a systemd container from a local Debian image, converges its role, converges
 it again (idempotence), verifies the real state inside and destroys the container. The Docker
@@ -33,7 +34,7 @@ def molecule_env() -> dict[str, str]:
 @pytest.mark.parametrize("scenario", ["docker_engine", "jetson_runtime"])
 def test_molecule_scenario(scenario: str, molecule_env: dict[str, str], tmp_path: Path) -> None:
     log = tmp_path / f"molecule-{scenario}.log"
-    output = run_molecule(scenario, molecule_env, log, timeout=SCENARIO_TIMEOUT_S)
+    output = run_molecule(scenario, scenario, molecule_env, log, timeout=SCENARIO_TIMEOUT_S)
 
     # The second converge changed nothing on the host.
     idempotence = step_output(output, "idempotence")

@@ -1,4 +1,5 @@
-"""Molecule scenarios of the edge_os role, run for real under qemu: `molecule test -s <scenario>`.
+"""Molecule scenarios of the edge_os role, run for real under qemu:
+`cd roles/edge_os && molecule test -s <scenario>`.
 
 edge_os_rpi converges an aarch64 Debian container standing in for a Raspberry Pi 4 (a prepared
 /boot/firmware/cmdline.txt, a swap entry in fstab), converges it again and verifies the state.
@@ -37,9 +38,9 @@ def molecule_env() -> dict[str, str]:
 
 
 def run_scenario(scenario: str, env: dict[str, str], log: Path) -> str:
-    """Runs `molecule test -s scenario` from the repository root; returns its output."""
+    """Runs `molecule test -s scenario` in roles/edge_os; returns its output."""
     base_image(SCENARIO_IMAGES[scenario])
-    return run_molecule(scenario, env, log, timeout=SCENARIO_TIMEOUT_S)
+    return run_molecule("edge_os", scenario, env, log, timeout=SCENARIO_TIMEOUT_S)
 
 
 def test_edge_os_rpi(molecule_env: dict[str, str], tmp_path: Path) -> None:

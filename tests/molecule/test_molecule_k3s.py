@@ -1,13 +1,13 @@
-"""Molecule scenario of the k3s role and playbooks/k3s.yml, run for real: `molecule test -s k3s`.
+"""Molecule scenario of the k3s role and playbooks/k3s.yml, run for real:
+`cd roles/k3s && molecule test -s k3s`.
 
 A server container (Docker runtime, with a real dockerd inside) and an agent container
 (containerd) are installed from an air-gap directory whose binary is a stand-in for k3s, which
-cannot be downloaded here (molecule/k3s/files/k3s-stand-in.py says what it does). The scenario
+cannot be downloaded here (the scenario's files/k3s-stand-in.py says what it does). The scenario
 converges, converges again (no change), runs --check (no change) and verifies the nodes, the
 refusals on an untouched third container and on a 32-bit ARM one (armhf under qemu), and the
-kubeconfig on the control node. The containers
-are kept until this module has read the cluster's secrets from them, to prove that no run
-printed them.
+kubeconfig on the control node. The containers are kept until this module has read the
+cluster's secrets from them, to prove that no run printed them.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import pytest
 
 from edgecast_harness.docker import base_image
 from edgecast_harness.molecule import (
-    REPO,
     flat,
     molecule_environment,
     recap_counts,
+    role_dir,
     run_molecule,
     step_output,
 )
@@ -69,7 +69,9 @@ def k3s_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[K3sRun]:
     base_image("armhf")
     log = tmp_path_factory.mktemp("molecule-k3s") / "molecule-k3s.log"
     try:
-        output = run_molecule("k3s", env, log, "--destroy", "never", timeout=SCENARIO_TIMEOUT_S)
+        output = run_molecule(
+            "k3s", "k3s", env, log, "--destroy", "never", timeout=SCENARIO_TIMEOUT_S
+        )
         yield K3sRun(
             output=output,
             node_token=read_file(SERVER, NODE_TOKEN),
@@ -81,7 +83,7 @@ def k3s_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[K3sRun]:
     finally:
         subprocess.run(
             ["molecule", "destroy", "-s", "k3s"],
-            cwd=REPO,
+            cwd=role_dir("k3s"),
             env=env,
             capture_output=True,
             timeout=600,

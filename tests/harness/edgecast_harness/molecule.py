@@ -1,8 +1,10 @@
 """What the Molecule scenario tests share: the tools, a Docker engine, the base images, and
 reading molecule's log.
 
-The Docker engine and the base images come from tests/infra, so a fresh machine needs nothing
-else; the first image build of an architecture takes minutes.
+Each role's scenarios live in the role (roles/<role>/molecule/<scenario>) and run from the role's
+directory, as `cd roles/<role> && molecule test -s <scenario>`. The Docker engine and the base
+images come from tests/infra, so a fresh machine needs nothing else; the first image build of an
+architecture takes minutes.
 """
 
 from __future__ import annotations
@@ -36,11 +38,20 @@ def molecule_environment() -> dict[str, str]:
     return env
 
 
-def run_molecule(scenario: str, env: dict[str, str], log: Path, *args: str, timeout: float) -> str:
-    """Runs `molecule test -s scenario [args]` from the repository root; returns its output."""
+def role_dir(role: str) -> Path:
+    """The role's directory, where its scenarios run from."""
+    path = REPO / "roles" / role
+    assert (path / "molecule").is_dir(), f"{path} has no molecule/ folder"
+    return path
+
+
+def run_molecule(
+    role: str, scenario: str, env: dict[str, str], log: Path, *args: str, timeout: float
+) -> str:
+    """Runs `molecule test -s scenario [args]` in the role's directory; returns its output."""
     result = subprocess.run(
         ["molecule", "test", "-s", scenario, *args],
-        cwd=REPO,
+        cwd=role_dir(role),
         env=env,
         capture_output=True,
         text=True,
@@ -48,7 +59,9 @@ def run_molecule(scenario: str, env: dict[str, str], log: Path, *args: str, time
     )
     output = ANSI.sub("", result.stdout + result.stderr)
     log.write_text(output)
-    assert result.returncode == 0, f"molecule test -s {scenario} failed ({log}):\n{output[-6000:]}"
+    assert result.returncode == 0, (
+        f"molecule test -s {scenario} in roles/{role} failed ({log}):\n{output[-6000:]}"
+    )
     return output
 
 
