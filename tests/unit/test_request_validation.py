@@ -1,0 +1,109 @@
+"""Request validation through the Flask application itself (``create_app(...).test_client()``).
+
+The same table of bad requests as the process tier's real server (edgecast_harness.bad_requests),
+answered here in milliseconds: a 4xx JSON error naming the problem, never a 500, and the model
+keeps answering valid requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from edgecast.predictor.app import create_app
+from edgecast.predictor.config import PredictorConfig
+from edgecast.predictor.server import build_state, load_initial_model
+from edgecast_harness.bad_requests import BAD_INPUTS, HOSTILE_INPUTS, JSON, hourly, json_error
+from edgecast_harness.bad_requests import timestamps_body as with_timestamps
+from edgecast_harness.bodies import window_from_data
+
+
+@pytest.fixture(scope="module")
+def body() -> dict:
+    return window_from_data()
+
+
+@pytest.fixture(scope="module")
+def client(golden_bundle: Path) -> Iterator[FlaskClient]:
+    state = build_state(PredictorConfig(model_store=golden_bundle.parent, runtime="litert"))
+    load_initial_model(state)
+    assert state.load_error is None, state.load_error
+    app = create_app(state)
+    with app.test_client() as client:
+        yield client
+
+
+def assert_serves(client: FlaskClient, body: dict) -> dict:
+    response = client.post("/v1/predict", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.get_json()
+    assert len(answer["forecast_kwh"]) == 24
+    return answer
+
+
+@pytest.mark.parametrize(("make_request", "status", "fragments"), BAD_INPUTS)
+def test_bad_input_is_a_4xx_json_error_naming_the_problem(
+    client: FlaskClient, body: dict, make_request, status: int, fragments: tuple[str, ...]
+) -> None:
+    response = client.post("/v1/predict", **make_request(body))
+    json_error(response.status_code, response.headers, response.text, status, fragments)
+    assert_serves(client, body)
+
+
+@pytest.mark.parametrize("make_request", HOSTILE_INPUTS)
+def test_hostile_json_is_a_4xx_not_an_internal_error(
+    client: FlaskClient, body: dict, make_request
+) -> None:
+    response = client.post("/v1/predict", **make_request(body))
+    assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
+    assert response.get_json()["error"]
+    assert_serves(client, body)
+
+
+def test_a_valid_request_gets_the_next_24_hours(client: FlaskClient, body: dict) -> None:
+    answer = assert_serves(client, body)
+    assert answer["runtime"] == "litert"
+    assert answer["timestamps"][0] == "2017-12-21T00:00:00Z"
+    assert answer["timestamps"][-1] == "2017-12-21T23:00:00Z"
+    mean = sum(body["loads"]) / len(body["loads"])
+    assert all(0.2 * mean < value < 3 * mean for value in answer["forecast_kwh"])
+
+
+def test_timestamps_list_gives_the_same_forecast_as_last_timestamp(
+    client: FlaskClient, body: dict
+) -> None:
+    by_last = assert_serves(client, body)
+    by_list = assert_serves(client, with_timestamps(body, hourly(body["last_timestamp"])))
+    assert by_list == by_last
+
+
+def test_wrong_content_type_is_415(client: FlaskClient, body: dict) -> None:
+    response = client.post("/v1/predict", data=b"{}", headers={"Content-Type": "text/plain"})
+    json_error(response.status_code, response.headers, response.text, 415, ("Content-Type",))
+    response = client.post("/v1/predict", data=b"", headers=JSON)
+    json_error(response.status_code, response.headers, response.text, 400, ("empty body",))
+
+
+def test_probes_and_unknown_routes(client: FlaskClient) -> None:
+    assert client.get("/healthz").get_json() == {"status": "alive"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["ready"] is True
+    missing = client.get("/v2/predict")
+    assert missing.status_code == 404 and missing.get_json()["error"]
+    # Admin routes exist only with a token.
+    assert client.post("/admin/v1/models", json={"model_id": "x"}).status_code == 404
+
+
+def test_an_empty_store_is_alive_not_ready_and_says_why(tmp_path: Path, body: dict) -> None:
+    state = build_state(PredictorConfig(model_store=tmp_path, runtime="litert"))
+    load_initial_model(state)
+    client = create_app(state).test_client()
+    assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert "model refused" in ready.get_json()["reason"]
+    response = client.post("/v1/predict", json=body)
+    json_error(response.status_code, response.headers, response.text, 503, ("no model",))
