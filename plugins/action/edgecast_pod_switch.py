@@ -1,8 +1,9 @@
 """Action ``edgecast_pod_switch``: move a node's predictor Service to a model by pod switching.
 
-Thin: the work is ``edgecast.deploy.podswitch``. Runs on the controller, which talks to the API
-server of the node's k3s cluster with the kubeconfig given (or, without one, the service account
-of the pod it runs in). The account needs only the predictor namespace's rollout Role.
+Thin: the work is ``edgecast.deploy.podswitch`` (``nodestate`` for what each node serves). Runs
+on the controller, which talks to the API server of the node's k3s cluster with the kubeconfig
+given (or, without one, the service account of the pod it runs in). The account needs only the
+predictor namespace's rollout Role.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ description:
   - No change when the Service already selects the model and its Deployment is available.
   - Rolling back is the same task with the older model's spec; its bundle must be in the node's
     store.
-  - In check mode, reads only and reports what would change.
+  - In check mode, reads only and reports what would change, or fails with the reason when the
+    switch would be refused (the model's Deployment, which the Service selects, has another spec).
   - Without I(spec), changes nothing and returns C(serving), the model each node's predictor
     Service selects and the one it selected before (to choose a rollback target and to keep
     those bundles when pruning a store).
@@ -185,8 +187,8 @@ class ActionModule(ActionBase):
         try:
             from kubernetes.config import ConfigException
 
+            from edgecast.deploy.kube import API_ERRORS, api_reason, connect
             from edgecast.deploy.manifests import ManifestError, PredictorSpec
-            from edgecast.deploy.podswitch import API_ERRORS, api_reason, connect
         except ImportError as exc:
             result.update(
                 failed=True,
@@ -237,7 +239,7 @@ class ActionModule(ActionBase):
 
     @staticmethod
     def _serving(apis: Any, namespace: str) -> dict[str, Any]:
-        from edgecast.deploy.podswitch import serving_models
+        from edgecast.deploy.nodestate import serving_models
 
         found = serving_models(apis, namespace)
         return {
@@ -251,6 +253,8 @@ class ActionModule(ActionBase):
         from edgecast.deploy.podswitch import plan_switch
 
         plan = plan_switch(apis, spec)
+        if plan.refusal:
+            return {"failed": True, "msg": plan.refusal, "model_id": plan.model_id}
         return {
             "changed": plan.changed,
             "model_id": plan.model_id,

@@ -16,19 +16,11 @@ from pathlib import Path
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from edgecast.deploy.kube import KubeApis, connect
 from edgecast.deploy.manifests import MODEL_ID_ANNOTATION, MODEL_LABEL, PredictorSpec, names_for
 from edgecast.deploy.manifests import render as render_objects
-from edgecast.deploy.podswitch import (
-    PHASES,
-    PREVIOUS_MODEL_ANNOTATION,
-    KubeApis,
-    PodSwitchError,
-    Timeouts,
-    connect,
-    plan_switch,
-    pod_switch,
-    serving_models,
-)
+from edgecast.deploy.nodestate import PREVIOUS_MODEL_ANNOTATION, serving_models
+from edgecast.deploy.podswitch import PHASES, PodSwitchError, Timeouts, plan_switch, pod_switch
 from edgecast_harness.fake_kube_api import FakeKubernetesApi
 from edgecast_harness.playbook import run_playbook
 

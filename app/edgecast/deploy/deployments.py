@@ -1,0 +1,222 @@
+"""The predictor Deployments of a node: start the new model's, check its pods, remove the others.
+
+Each model gets its own Deployment beside the serving one. It counts as started when the
+Deployment controller reports it available for the current generation, and as checked when
+every ready pod, asked through the API server's pod proxy (the path the Role allows), answers
+``GET /v1/model`` with the expected ``model_id``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+
+from kubernetes.client.exceptions import ApiException
+
+from edgecast.deploy.diagnostics import describe_pods
+from edgecast.deploy.kube import (
+    API_ERRORS,
+    CheckFailed,
+    NamespacedApi,
+    Obj,
+    Objects,
+    api_reason,
+    condition_reason,
+    label_selector,
+    labels_of,
+)
+from edgecast.deploy.manifests import MODEL_LABEL, model_label, names_for
+from edgecast.deploy.nodestate import (
+    deployment_progress,
+    is_ready_pod,
+    node_labels,
+    progress_deadline_exceeded,
+    wanted_deployment_fields,
+)
+
+
+def create_deployment(kube: NamespacedApi, body: Obj) -> Obj | None:
+    """Create the Deployment; if one of its name already exists, return that one instead."""
+    try:
+        kube.call(kube.apis.apps.create_namespaced_deployment, body=copy.deepcopy(body))
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        return kube.call(kube.apis.apps.read_namespaced_deployment, body["metadata"]["name"])
+    return None
+
+
+def update_deployment(kube: NamespacedApi, rendered: Obj) -> None:
+    """Bring a live Deployment to the rendered labels, annotations and spec."""
+    kube.call(
+        kube.apis.apps.patch_namespaced_deployment,
+        rendered["metadata"]["name"],
+        body=wanted_deployment_fields(rendered),
+        _content_type="application/merge-patch+json",
+    )
+
+
+def wait_deployment_gone(kube: NamespacedApi, name: str, timeout: float) -> None:
+    """Wait until a Deployment being deleted is gone, so that it can be created again."""
+
+    def on_timeout(objects: Objects) -> str:
+        return (
+            f"Deployment {kube.namespace}/{name} was still being deleted after {timeout:g}s "
+            "(waited for it to disappear before creating it again)"
+        )
+
+    kube.watch_until(
+        kube.apis.apps.list_namespaced_deployment,
+        check=lambda objects: name not in objects,
+        timeout=timeout,
+        on_timeout=on_timeout,
+        field_selector=f"metadata.name={name}",
+    )
+
+
+def wait_deployment_available(
+    kube: NamespacedApi, name: str, pod_selector: Mapping[str, str], port: int, timeout: float
+) -> None:
+    """Wait until the Deployment is available; a failure explains its pods."""
+
+    def check(objects: Objects) -> bool:
+        deployment = objects.get(name)
+        if deployment is None:
+            raise CheckFailed(f"Deployment {kube.namespace}/{name} was deleted while starting")
+        exceeded = progress_deadline_exceeded(deployment)
+        if exceeded is not None:
+            raise CheckFailed(
+                f"Deployment {kube.namespace}/{name} exceeded its progress deadline "
+                f"({condition_reason(exceeded)}); {describe_pods(kube, pod_selector, port)}"
+            )
+        return deployment_progress(deployment)[0]
+
+    def on_timeout(objects: Objects) -> str:
+        return (
+            f"{not_available(kube.namespace, name, objects.get(name), timeout)}; "
+            f"{describe_pods(kube, pod_selector, port)}"
+        )
+
+    kube.watch_until(
+        kube.apis.apps.list_namespaced_deployment,
+        check=check,
+        timeout=timeout,
+        on_timeout=on_timeout,
+        field_selector=f"metadata.name={name}",
+    )
+
+
+def not_available(namespace: str, name: str, deployment: Obj | None, timeout: float) -> str:
+    """What the wait for availability waited for, and the Deployment's status when it gave up."""
+    last = deployment_progress(deployment)[1] if deployment else "not found"
+    replicas = (deployment or {}).get("spec", {}).get("replicas", 1)
+    return (
+        f"Deployment {namespace}/{name} was not available within {timeout:g}s "
+        "(waited for status.observedGeneration >= metadata.generation, "
+        f"replicas, updatedReplicas, readyReplicas and availableReplicas == {replicas} "
+        f"and condition Available=True); last status: {last}"
+    )
+
+
+def verify_pods(
+    kube: NamespacedApi, deployment: str, selector: Mapping[str, str], port: int, model_id: str
+) -> dict[str, str]:
+    """Ask every ready pod of ``selector`` which model it serves; their IPs by pod name."""
+    pods = [
+        pod
+        for pod in kube.items(
+            kube.apis.core.list_namespaced_pod, label_selector=label_selector(selector)
+        )
+        if is_ready_pod(pod)
+    ]
+    if not pods:
+        raise CheckFailed(
+            f"Deployment {kube.namespace}/{deployment} reports available but no pod of its "
+            "selector is Ready"
+        )
+    found: dict[str, str] = {}
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        try:
+            answer = kube.call(
+                kube.apis.core.connect_get_namespaced_pod_proxy_with_path,
+                f"{name}:{port}",
+                path="v1/model",
+            )
+        except API_ERRORS as exc:
+            raise CheckFailed(
+                f"pod {kube.namespace}/{name} did not answer GET /v1/model through the API "
+                f"server's pod proxy: {api_reason(exc)}"
+            ) from exc
+        served = answer.get("model_id")
+        if served != model_id:
+            raise CheckFailed(
+                f"pod {kube.namespace}/{name} answers GET /v1/model with model_id {served!r}, "
+                f"expected {model_id!r}"
+            )
+        found[name] = str((pod.get("status") or {}).get("podIP") or "")
+    return found
+
+
+def delete_deployment(kube: NamespacedApi, name: str) -> str:
+    """Delete the new Deployment on a rollback; what happened, for the failure's message."""
+    try:
+        kube.delete(
+            kube.apis.apps.delete_namespaced_deployment, name, propagation_policy="Background"
+        )
+    except API_ERRORS as exc:
+        return f"Deployment {name} could NOT be deleted ({api_reason(exc)})"
+    return f"Deployment {name} deleted"
+
+
+def remove_deployments(
+    kube: NamespacedApi,
+    deployments: Sequence[str],
+    *,
+    node: str,
+    model_id: str,
+    timeout: float,
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Delete the node's old Deployments, then wait (bounded) until only ``model_id``'s pods are
+    left. Returns the Deployments removed and warnings: the switch has happened, so a failure
+    here is reported, not raised.
+    """
+    keep_label = model_label(model_id)
+    removed: list[str] = []
+    warnings: list[str] = []
+    for name in deployments:
+        try:
+            kube.delete(
+                kube.apis.apps.delete_namespaced_deployment, name, propagation_policy="Foreground"
+            )
+            removed.append(name)
+        except API_ERRORS as exc:
+            warnings.append(f"Deployment {name} was not deleted: {api_reason(exc)}")
+    if not removed:
+        return (), tuple(warnings)
+
+    def on_timeout(pods: Objects) -> str:
+        return (
+            f"old predictor pods {', '.join(pods_of_other_models(pods, keep_label))} were still "
+            f"present {timeout:g}s after their Deployments were deleted (waited for no "
+            f"pod of node {node} but model {model_id}'s)"
+        )
+
+    try:
+        kube.watch_until(
+            kube.apis.core.list_namespaced_pod,
+            check=lambda pods: not pods_of_other_models(pods, keep_label),
+            timeout=timeout,
+            on_timeout=on_timeout,
+            label_selector=label_selector(node_labels(names_for(node, model_id))),
+        )
+    except (CheckFailed, *API_ERRORS) as exc:
+        warnings.append(api_reason(exc))
+    return tuple(removed), tuple(warnings)
+
+
+def pods_of_other_models(pods: Objects, keep_label: str) -> list[str]:
+    """The names of the pods whose model label is not ``keep_label``."""
+    return sorted(
+        name for name, pod in pods.items() if labels_of(pod).get(MODEL_LABEL) != keep_label
+    )
