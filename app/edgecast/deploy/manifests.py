@@ -1,8 +1,11 @@
-"""Render a node's predictor Deployment and Service from the shared templates in ``templates/k8s``.
+"""Render a node's predictor Deployment and Service from the shared Kubernetes templates.
 
 The predictor_deploy role (through the ``edgecast_manifests`` lookup) and the rollout plugin both
 call :func:`render`, so the first deployment and every rollout produce the same objects and the
 same names. Names are computed here, once, rather than in two template languages.
+
+The templates are package data (``edgecast/deploy/templates/k8s``; the checkout's
+``templates/k8s`` links there for the roles), so an installed package renders without a checkout.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ MODEL_LABEL = "edgecast.io/model"
 MODEL_ID_ANNOTATION = "edgecast.io/model-id"
 SPEC_ANNOTATION = "edgecast.io/spec"
 
-_DEFAULT_TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
+_PACKAGE_TEMPLATES = Path(__file__).resolve().parent / "templates"
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 _NOT_DNS = re.compile(r"[^a-z0-9-]+")
 
@@ -34,8 +37,8 @@ class ManifestError(ValueError):
 
 
 def template_dir() -> Path:
-    """Where the templates are: ``EDGECAST_TEMPLATES`` or this checkout's ``templates/``."""
-    return Path(os.environ.get("EDGECAST_TEMPLATES", _DEFAULT_TEMPLATES))
+    """Where the templates are: ``EDGECAST_TEMPLATES`` or the package's own."""
+    return Path(os.environ.get("EDGECAST_TEMPLATES", _PACKAGE_TEMPLATES))
 
 
 def _short_hash(text: str, length: int) -> str:
@@ -187,3 +190,25 @@ def render(spec: PredictorSpec, templates: Path | None = None) -> dict[str, dict
         text = env.get_template(f"k8s/predictor-{kind}.yaml.j2").render(context)
         out[kind] = yaml.safe_load(text)
     return out
+
+
+def render_rbac(
+    namespace: str,
+    predictor_service_account: str,
+    rollout_service_account: str,
+    templates: Path | None = None,
+) -> list[dict[str, Any]]:
+    """The namespace's ServiceAccounts, the rollout's Role and its RoleBinding, as API objects.
+
+    The predictor_deploy role renders the same template through Ansible; this is for the code
+    that must agree with it, such as a fake API server granting exactly the Role's rules.
+    """
+    context = {
+        "namespace": namespace,
+        "predictor_service_account": predictor_service_account,
+        "rollout_service_account": rollout_service_account,
+    }
+    text = (
+        _environment(templates or template_dir()).get_template("k8s/rbac.yaml.j2").render(context)
+    )
+    return [obj for obj in yaml.safe_load_all(text) if obj]

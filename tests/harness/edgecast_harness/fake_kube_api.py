@@ -1,17 +1,19 @@
 """FakeKubernetesApi: a fake Kubernetes API server for the pod-switching tests. Not Kubernetes.
 
-It serves, over real HTTP on 127.0.0.1, only the namespaced REST endpoints that
-``edgecast.deploy.podswitch`` calls, so the official ``kubernetes`` client runs its own code
-unchanged: request serialization, JSON bodies and patch content types, ``?watch=true`` streams of
-JSON lines (chunked), Status errors. What it imitates:
+It serves, over real HTTP on 127.0.0.1, only the namespaced REST endpoints that the pod switch
+(``edgecast.deploy``) calls, so the official ``kubernetes`` client runs its own code unchanged:
+request serialization, JSON bodies and patch content types, ``?watch=true`` streams of JSON lines
+(chunked), Status errors. What it imitates:
 
 - the REST semantics the switch relies on: one global resourceVersion, list metadata, watch
   events ADDED/MODIFIED/DELETED/BOOKMARK/ERROR with label- and field-selector filtering (an
   object leaving a selector is DELETED for that watch), 410 Gone on an expired resourceVersion
   (on demand), 409 Conflict on a stale ``metadata.resourceVersion`` in a merge patch, 409
   AlreadyExists, 404 NotFound, server-side defaults on create;
-- the rollout Role: anything outside its verbs or its namespace, cluster-scoped calls included,
-  is 403 Forbidden with the API server's wording; a request without the bearer token is 401;
+- the rollout Role, its rules rendered from ``templates/k8s/rbac.yaml.j2`` as the
+  predictor_deploy role renders them: anything outside its verbs or its namespace,
+  cluster-scoped calls included, is 403 Forbidden with the API server's wording; a request
+  without the bearer token is 401;
 - the controllers: one pod per Deployment (Recreate on template change), Deployment status
   (observedGeneration, replica counts omitted when zero, Available/Progressing conditions), a
   kubelet whose pod becomes Ready after a delay, never, crash-loops or lacks its image (with the
@@ -43,20 +45,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
+from edgecast.deploy.manifests import MODEL_ID_ANNOTATION, render_rbac
+
 Obj = dict[str, Any]
 
-MODEL_ID_ANNOTATION = "edgecast.io/model-id"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-
-ROLE: dict[tuple[str, str], frozenset[str]] = {
-    ("apps", "deployments"): frozenset({"get", "list", "watch", "create", "patch", "delete"}),
-    ("", "services"): frozenset({"get", "list", "watch", "create", "patch"}),
-    ("", "pods"): frozenset({"get", "list", "watch"}),
-    ("", "pods/proxy"): frozenset({"get"}),
-    ("", "services/proxy"): frozenset({"get"}),
-    ("discovery.k8s.io", "endpointslices"): frozenset({"get", "list", "watch"}),
-    ("", "events"): frozenset({"get", "list", "watch"}),
-}
 
 # resource -> (group, version, kind)
 RESOURCES: dict[str, tuple[str, str, str]] = {
@@ -97,6 +90,18 @@ STATUS_REASONS = {
 }
 
 OUTCOMES = ("ready", "never_ready", "crash_loop", "image_never_pull")
+
+
+def rollout_role(namespace: str, rollout_service_account: str) -> dict[tuple[str, str], set[str]]:
+    """The verbs the rollout Role grants, by (API group, resource), from the shipped template."""
+    objects = render_rbac(namespace, "edgecast-predictor", rollout_service_account)
+    (role,) = [obj for obj in objects if obj["kind"] == "Role"]
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    return granted
 
 
 def now() -> str:
@@ -300,6 +305,7 @@ class FakeKubernetesApi:
         self.namespace = namespace
         self.token = token
         self.user = user
+        self.role = rollout_role(namespace, user.rsplit(":", 1)[-1])
         self.default_ready_after = ready_after
         self.pod_termination_seconds = pod_termination_seconds
         self.endpoints_delay = endpoints_delay
@@ -529,7 +535,7 @@ class FakeKubernetesApi:
         }[method]
 
     def _authorize(self, verb: str, route: _Route) -> None:
-        allowed = ROLE.get((route.group, route.rbac_resource), frozenset())
+        allowed = self.role.get((route.group, route.rbac_resource), set())
         if route.namespace == self.namespace and verb in allowed:
             return
         group = route.group
