@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 import shutil
 import tarfile
 import tempfile
@@ -28,16 +27,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from edgecast.architecture import ArchitectureError, SBNConfig, expected_weight_shapes
 from edgecast.features import Scaling, ScalingError
 from edgecast.signing import SigningError, sign_manifest, verify_manifest
+from edgecast.store_rules import MANIFEST, is_model_id
 
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 ARCHITECTURE = "architecture.json"
 WEIGHTS = "weights.npz"
 SCALING = "scaling.json"
 REFERENCE = "reference.npz"
 LITERT = "model.tflite"
 REQUIRED_FILES = (ARCHITECTURE, WEIGHTS, SCALING, REFERENCE)
-MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class BundleError(ValueError):
@@ -117,7 +115,7 @@ def write_bundle(
     signing_key: Ed25519PrivateKey | None = None,
 ) -> Path:
     """Writes ``parent/model_id/`` and returns it; the manifest is written last."""
-    if not MODEL_ID_PATTERN.match(model_id):
+    if not is_model_id(model_id):
         raise BundleError(f"model_id {model_id!r} is not a safe directory name")
     ref = {
         "loads": reference.loads,
@@ -170,7 +168,7 @@ def _read_manifest(directory: Path) -> dict[str, object]:
             f"(this edgecast reads version {FORMAT_VERSION})"
         )
     model_id = manifest.get("model_id")
-    if not isinstance(model_id, str) or not MODEL_ID_PATTERN.match(model_id):
+    if not is_model_id(model_id):
         raise BundleError(f"manifest model_id {model_id!r} is missing or not a safe name")
     files = manifest.get("files")
     if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):

@@ -1,11 +1,15 @@
-"""The model store on a node: one verified bundle directory per model_id under a root."""
+"""The model store on a node: one verified bundle directory per model_id under a root.
+
+The rules (which folders are bundles, their order) are ``edgecast.store_rules``, the file the
+node module that writes the store runs too, so the predictor sees the store as it was written.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from edgecast.bundle import MANIFEST, MODEL_ID_PATTERN, BundleError
+from edgecast.bundle import BundleError
+from edgecast.store_rules import MANIFEST, is_model_id, list_bundles
 
 
 class ModelStore:
@@ -13,7 +17,7 @@ class ModelStore:
         self.root = Path(root)
 
     def path_of(self, model_id: str) -> Path:
-        if not isinstance(model_id, str) or not MODEL_ID_PATTERN.match(model_id):
+        if not is_model_id(model_id):
             raise BundleError(f"{model_id!r} is not a valid model_id")
         path = self.root / model_id
         if not (path / MANIFEST).is_file():
@@ -22,18 +26,7 @@ class ModelStore:
 
     def model_ids(self) -> list[str]:
         """Bundles in the store, oldest first (by the manifest's creation time, then name)."""
-        found = []
-        if not self.root.is_dir():
-            return []
-        for path in self.root.iterdir():
-            if not MODEL_ID_PATTERN.match(path.name) or not (path / MANIFEST).is_file():
-                continue
-            try:
-                created = str(json.loads((path / MANIFEST).read_bytes()).get("created", ""))
-            except (ValueError, OSError, AttributeError):
-                created = ""
-            found.append((created, path.name))
-        return [name for _, name in sorted(found)]
+        return [name for _, name in list_bundles(str(self.root))]
 
     def latest(self) -> str:
         ids = self.model_ids()

@@ -3,13 +3,17 @@
 
 Runs on the edge node with the Python standard library only (no edgecast package there) and
 must keep working on Python 3.8 (Ubuntu 20.04): annotations are never evaluated, and no newer
-syntax or standard library API is used.
+syntax or standard library API is used. The store's rules (which folders are bundles, their
+order, leftovers, pruning) are ``edgecast_store_rules``, the same file the predictor reads the
+store with; Ansible sends it along with this module.
 
 Nothing half-copied is ever visible under ``<store>/<model_id>``: the archive is unpacked into
 ``<store>/.staging-<model_id>-<random>``, every file is checked against the manifest, whose own
 sha256 must be the one the controller verified, then files and folder are flushed to disk and
-the folder is renamed into place. Readers of the store (``edgecast.store.ModelStore``) list only
-folders whose name is a model_id, which never starts with a dot.
+the folder is renamed into place.
+
+Every run first plans what would change (:func:`plan_changes`); a probe or a check-mode run
+reports that plan, a real run applies it (:func:`apply_plan`).
 """
 
 from __future__ import annotations
@@ -27,9 +31,26 @@ import tarfile
 import tempfile
 import time
 import zlib
+from dataclasses import dataclass, field
 from typing import IO
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.edgecast_store_rules import (
+    DEFAULT_KEEP,
+    DEFAULT_STORE,
+    MANIFEST,
+    MAX_MANIFEST_BYTES,
+    REPLACED_PREFIX,
+    STAGING_PREFIX,
+    StoreError,
+    is_model_id,
+    leftovers,
+    list_bundles,
+    open_regular,
+    option_error,
+    prune_plan,
+    read_regular,
+)
 
 DOCUMENTATION = r"""
 module: edgecast_bundle_store
@@ -146,41 +167,17 @@ cleaned:
   returned: always
 """
 
-MANIFEST = "manifest.json"
-MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
-STAGING_PREFIX = ".staging-"
-REPLACED_PREFIX = ".replaced-"
-MAX_MANIFEST_BYTES = 1 << 20
 MAX_MEMBERS = 64
 CHUNK = 1 << 20
 FILE_MODE = 0o644
 DIR_MODE = 0o755
 
 
-class StoreError(Exception):
-    """The bundle cannot be installed; the message says what is wrong."""
-
-
-def _open_regular(path: str) -> int:
-    """A read descriptor of ``path``, refusing symbolic links and anything but a regular file."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise StoreError(f"{os.path.basename(path)} is a symbolic link") from None
-        raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise StoreError(f"{os.path.basename(path)} is not a regular file")
-    return fd
-
-
 def _digest_file(path: str) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
-    fd = _open_regular(path)
-    with os.fdopen(fd, "rb") as handle:
+    with os.fdopen(open_regular(path), "rb") as handle:
         while True:
             chunk = handle.read(CHUNK)
             if not chunk:
@@ -188,15 +185,6 @@ def _digest_file(path: str) -> tuple[str, int]:
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
-
-
-def _read_small(path: str, limit: int) -> bytes:
-    fd = _open_regular(path)
-    with os.fdopen(fd, "rb") as handle:
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise StoreError(f"{os.path.basename(path)} is larger than {limit} bytes")
-    return data
 
 
 def parse_manifest(data: bytes, model_id: str) -> dict[str, dict[str, object]]:
@@ -224,15 +212,6 @@ def parse_manifest(data: bytes, model_id: str) -> dict[str, dict[str, object]]:
     return files
 
 
-def manifest_created(path: str) -> str:
-    """The manifest's ``created`` as ``edgecast.store.ModelStore`` sorts it ("" if unreadable)."""
-    try:
-        value = json.loads(_read_small(os.path.join(path, MANIFEST), MAX_MANIFEST_BYTES))
-    except (ValueError, OSError, StoreError):
-        return ""
-    return str(value.get("created", "")) if isinstance(value, dict) else ""
-
-
 def check_installed(path: str, model_id: str, manifest_sha256: str) -> str:
     """Why ``path`` is not exactly the verified bundle; an empty string when it is."""
     try:
@@ -244,7 +223,7 @@ def check_installed(path: str, model_id: str, manifest_sha256: str) -> str:
     if not stat.S_ISDIR(info.st_mode):
         return f"{path} is not a folder"
     try:
-        data = _read_small(os.path.join(path, MANIFEST), MAX_MANIFEST_BYTES)
+        data = read_regular(os.path.join(path, MANIFEST), MAX_MANIFEST_BYTES)
         found = hashlib.sha256(data).hexdigest()
         if found != manifest_sha256:
             return f"{MANIFEST} has sha256 {found}, not the verified {manifest_sha256}"
@@ -267,36 +246,6 @@ def check_installed(path: str, model_id: str, manifest_sha256: str) -> str:
     except (StoreError, OSError) as exc:
         return str(exc)
     return ""
-
-
-def list_bundles(store: str) -> list[tuple[str, str]]:
-    """(created, model_id) of every bundle folder, the way ``ModelStore.model_ids`` sees them."""
-    found = []
-    if not os.path.isdir(store):
-        return found
-    for name in os.listdir(store):
-        path = os.path.join(store, name)
-        if MODEL_ID_PATTERN.match(name) and os.path.isfile(os.path.join(path, MANIFEST)):
-            found.append((manifest_created(path), name))
-    return sorted(found)
-
-
-def leftovers(store: str) -> list[str]:
-    """Folders of interrupted runs: staging copies and replaced bundles not yet removed."""
-    if not os.path.isdir(store):
-        return []
-    return sorted(
-        name
-        for name in os.listdir(store)
-        if name.startswith(STAGING_PREFIX) or name.startswith(REPLACED_PREFIX)
-    )
-
-
-def prune_plan(bundles: list[tuple[str, str]], keep: int, model_id: str, protect: set) -> list:
-    """Bundles to remove: all but ``model_id``, the ``keep - 1`` newest others, ``protect``."""
-    others = [name for _, name in bundles if name != model_id]
-    newest = set(others[len(others) - (keep - 1) :]) if keep > 1 else set()
-    return [name for name in others if name not in newest and name not in protect]
 
 
 def _remove(path: str) -> None:
@@ -453,8 +402,8 @@ class StoreLock:
         os.close(self.fd)
 
 
-def install(store: str, model_id: str, manifest_sha256: str, src: str, max_bytes: int) -> bool:
-    """Installs the archive as ``<store>/<model_id>``; returns whether a folder was replaced."""
+def install(store: str, model_id: str, manifest_sha256: str, src: str, max_bytes: int) -> None:
+    """Installs the archive as ``<store>/<model_id>``, replacing a folder of that name."""
     target = os.path.join(store, model_id)
     if not src or not os.path.exists(src):
         raise StoreError(f"the bundle must be installed but src {src!r} does not exist on the node")
@@ -484,17 +433,85 @@ def install(store: str, model_id: str, manifest_sha256: str, src: str, max_bytes
     else:
         os.rename(staging, target)
     _fsync_dir(store)
-    return replaced
+
+
+@dataclass
+class Plan:
+    """What a run changes in the store: plain data that a probe or check-mode run reports and a
+    real run applies."""
+
+    reason: str = ""  # why the bundle must be installed; "" when the store holds it intact
+    replace: bool = False  # a folder of the bundle's name is in the way
+    clean: list[str] = field(default_factory=list)  # leftovers of interrupted runs
+    prune: list[str] = field(default_factory=list)  # bundles beyond keep, not protected
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.reason or self.clean or self.prune)
+
+
+def plan_changes(
+    store: str, model_id: str, manifest_sha256: str, keep: int, protect: list[str]
+) -> Plan:
+    """What a run would change in the store now; reads it and changes nothing."""
+    target = os.path.join(store, model_id)
+    reason = check_installed(target, model_id, manifest_sha256)
+    return Plan(
+        reason=reason,
+        replace=bool(reason) and os.path.lexists(target),
+        clean=leftovers(store),
+        prune=prune_plan(list_bundles(store), keep, model_id, protect),
+    )
+
+
+def apply_plan(
+    plan: Plan,
+    store: str,
+    model_id: str,
+    manifest_sha256: str,
+    src: str,
+    max_bytes: int,
+    result: dict[str, object],
+) -> None:
+    """Makes the changes of ``plan``, each recorded in ``result`` once made, so that a failure
+    reports what was done before it."""
+    result["reason"] = plan.reason
+    for name in plan.clean:
+        _remove(os.path.join(store, name))
+        result["cleaned"].append(name)
+        result["changed"] = True
+    if plan.reason:
+        install(store, model_id, manifest_sha256, src, max_bytes)
+        result.update(installed=True, replaced=plan.replace, changed=True)
+    for name in plan.prune:
+        _remove(os.path.join(store, name))
+        result["removed"].append(name)
+        result["changed"] = True
+    if plan.clean or plan.prune:
+        _fsync_dir(store)
+
+
+def report(plan: Plan, present: bool, installed: bool, changed: bool) -> dict[str, object]:
+    """The module's result fields for ``plan``."""
+    return {
+        "changed": changed,
+        "present": present,
+        "installed": installed,
+        "reason": plan.reason,
+        "replaced": plan.replace,
+        "removed": list(plan.prune),
+        "cleaned": list(plan.clean),
+    }
 
 
 def run_module() -> None:
     module = AnsibleModule(
         argument_spec={
-            "store": {"type": "path", "default": "/var/lib/edgecast/models"},
+            "store": {"type": "path", "default": DEFAULT_STORE},
             "model_id": {"type": "str", "required": True},
             "manifest_sha256": {"type": "str", "required": True},
             "src": {"type": "path"},
-            "keep": {"type": "int", "default": 3},
+            "keep": {"type": "int", "default": DEFAULT_KEEP},
             "protect": {"type": "list", "elements": "str", "default": []},
             "probe": {"type": "bool", "default": False},
             "max_bytes": {"type": "int", "default": 1 << 30},
@@ -506,76 +523,42 @@ def run_module() -> None:
     store = params["store"]
     model_id = params["model_id"]
     manifest_sha256 = params["manifest_sha256"].lower()
-    target = os.path.join(store, model_id)
-    result = {
-        "changed": False,
-        "model_id": model_id,
-        "path": target,
-        "present": False,
-        "installed": False,
-        "reason": "",
-        "replaced": False,
-        "removed": [],
-        "cleaned": [],
-    }
-    if not os.path.isabs(store):
-        module.fail_json(msg=f"store must be an absolute path, not {store!r}", **result)
-    if not MODEL_ID_PATTERN.match(model_id):
-        module.fail_json(msg=f"model_id {model_id!r} is not a safe folder name", **result)
-    if not SHA256_PATTERN.match(manifest_sha256):
-        module.fail_json(msg="manifest_sha256 must be 64 hexadecimal digits", **result)
-    if params["keep"] < 1:
-        module.fail_json(msg=f"keep must be at least 1, not {params['keep']}", **result)
-    protect = set(params["protect"])
+    keep = params["keep"]
+    protect = params["protect"]
+    where = {"model_id": model_id, "path": os.path.join(store, model_id)}
 
-    reason = check_installed(target, model_id, manifest_sha256)
-    result.update(present=not reason, reason=reason)
+    error = option_error(store, keep, protect)
+    if not error and not is_model_id(model_id):
+        error = f"model_id {model_id!r} is not a safe folder name"
+    if not error and not SHA256_PATTERN.match(manifest_sha256):
+        error = "manifest_sha256 must be 64 hexadecimal digits"
+    if error:
+        module.fail_json(msg=error, **where, **report(Plan(), False, False, False))
+
+    planned = plan_changes(store, model_id, manifest_sha256, keep, protect)
+    present = not planned.reason
     if params["probe"] or module.check_mode:
-        result.update(
-            installed=bool(reason),
-            replaced=bool(reason) and os.path.lexists(target),
-            removed=prune_plan(list_bundles(store), params["keep"], model_id, protect),
-            cleaned=leftovers(store),
+        applies = not params["probe"]
+        module.exit_json(
+            **where,
+            **report(planned, present, applies and not present, applies and planned.changes),
         )
-        result["changed"] = not params["probe"] and bool(
-            reason or result["removed"] or result["cleaned"]
-        )
-        if params["probe"]:
-            result["installed"] = False
-        module.exit_json(**result)
-
-    if reason and not params["src"]:
-        module.fail_json(
-            msg=f"{model_id} must be installed ({reason}) but no src was given", **result
-        )
+    result = {**where, **report(Plan(reason=planned.reason), present, False, False)}
+    if planned.reason and not params["src"]:
+        msg = f"{model_id} must be installed ({planned.reason}) but no src was given"
+        module.fail_json(msg=msg, **result)
     try:
         if not os.path.isdir(store):
             os.makedirs(store, DIR_MODE)
             result["changed"] = True
         with StoreLock(store, params["lock_timeout"]):
-            for name in leftovers(store):
-                _remove(os.path.join(store, name))
-                result["cleaned"].append(name)
-            reason = check_installed(target, model_id, manifest_sha256)
-            if reason:
-                result["replaced"] = install(
-                    store, model_id, manifest_sha256, params["src"], params["max_bytes"]
-                )
-                result.update(installed=True, reason=reason)
-            else:
-                result["reason"] = ""
-            for name in prune_plan(list_bundles(store), params["keep"], model_id, protect):
-                _remove(os.path.join(store, name))
-                result["removed"].append(name)
-            if result["cleaned"] or result["removed"]:
-                _fsync_dir(store)
-    except StoreError as exc:
+            # Planned again under the lock: another run may have changed the store meanwhile.
+            locked = plan_changes(store, model_id, manifest_sha256, keep, protect)
+            apply_plan(
+                locked, store, model_id, manifest_sha256, params["src"], params["max_bytes"], result
+            )
+    except (StoreError, OSError) as exc:
         module.fail_json(msg=f"{model_id} not installed: {exc}", **result)
-    except OSError as exc:
-        module.fail_json(msg=f"{model_id} not installed: {exc}", **result)
-    result["changed"] = bool(
-        result["changed"] or result["installed"] or result["cleaned"] or result["removed"]
-    )
     module.exit_json(**result)
 
 

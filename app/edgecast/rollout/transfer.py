@@ -18,14 +18,12 @@ import io
 import json
 import tarfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from edgecast.bundle import MANIFEST, MODEL_ID_PATTERN, BundleError, load_bundle_dir, unpacked
+from edgecast.bundle import MANIFEST, BundleError, load_bundle_dir, unpacked
 from edgecast.signing import SigningError, load_public_key
-
-DEFAULT_STORE = "/var/lib/edgecast/models"
-DEFAULT_KEEP = 3
+from edgecast.store_rules import DEFAULT_KEEP, DEFAULT_STORE, option_error
 
 
 class TransferError(ValueError):
@@ -41,15 +39,10 @@ class TransferOptions:
     protect: tuple[str, ...] = ()
 
     def check(self) -> None:
-        if not PurePosixPath(self.store).is_absolute():
-            raise TransferError(f"store must be an absolute path on the node, not {self.store!r}")
-        if self.keep < 1:
-            raise TransferError(
-                f"keep must be at least 1 (the bundle being installed), not {self.keep}"
-            )
-        bad = [model_id for model_id in self.protect if not MODEL_ID_PATTERN.match(model_id)]
-        if bad:
-            raise TransferError(f"protect holds names that are not model ids: {bad}")
+        """Refuses the options the node would refuse, before anything moves."""
+        error = option_error(self.store, self.keep, self.protect)
+        if error:
+            raise TransferError(error)
 
 
 @dataclass(frozen=True)

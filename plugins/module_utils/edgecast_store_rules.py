@@ -1,0 +1,1 @@
+../../app/edgecast/store_rules.py
