@@ -31,12 +31,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgecast_harness.bundles import two_bundles
 from edgecast_harness.cluster import SharedCluster, edge_inventory, phases_of
 from edgecast_harness.docker import base_image, docker
 from edgecast_harness.images import BUILD_STAGE_LABEL
 from edgecast_harness.load_client import LoadProcess
 from edgecast_harness.playbook import run_playbook
-from edgecast_harness.predictor import edgecast
 
 # The paper's average model-switching latency (weights transferred and the new model serving).
 PAPER_SWITCH_S = {"Jetson": 26.49, "Raspberry Pi 4": 39.09}
@@ -95,13 +95,7 @@ def main() -> int:
     for name in ("KUBECONFIG", "K8S_AUTH_KUBECONFIG"):  # only the kubeconfigs passed count
         os.environ.pop(name, None)
     work = Path(tempfile.mkdtemp(prefix="edgecast-cluster-bench-"))
-    if args.bundles:
-        bundles = [b.resolve() for b in args.bundles]
-    else:
-        for seed in ("0", "1"):
-            edgecast("train", "--building", "b13", "--out", str(work / "b"),
-                     "--seed", seed, "--epochs", "3")  # fmt: skip
-        bundles = sorted((work / "b").iterdir())
+    bundles = two_bundles(args.bundles, work)
 
     shared = SharedCluster()
     started = time.monotonic()

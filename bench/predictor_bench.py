@@ -24,8 +24,6 @@ import math
 import multiprocessing as mp
 import os
 import platform
-import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -38,7 +36,7 @@ from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
-from edgecast_harness.ports import free_port
+from edgecast_harness.predictor import Predictor, PredictorLauncher
 
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[1]
@@ -357,91 +355,41 @@ def memory_mb(pid: int) -> dict[str, float]:
     return figures
 
 
-class Predictor:
-    def __init__(
-        self, store: Path, model_id: str, runtime: str, workdir: Path, threads: int | None
-    ) -> None:
-        self.port = free_port()
-        self.token = secrets.token_urlsafe(24)
-        token_file = workdir / f"admin-token-{runtime}"
-        token_file.write_text(self.token + "\n")
-        token_file.chmod(0o600)
-        self.log_path = workdir / f"predictor-{runtime}.log"
-        self.command = [
-            sys.executable,
-            "-m",
-            "edgecast.cli",
-            "serve",
-            "--store",
-            str(store),
-            "--model-id",
-            model_id,
-            "--runtime",
-            runtime,
-            "--host",
-            HOST,
-            "--port",
-            str(self.port),
-            "--admin-token-file",
-            str(token_file),
-        ]
-        if threads is not None:
-            self.command += ["--threads", str(threads)]
-        self.process: subprocess.Popen[bytes] | None = None
-        self.started = 0.0
-
-    def start(self) -> tuple[float, float]:
-        """Starts the process; returns (seconds to the first HTTP answer, seconds to ready)."""
-        with self.log_path.open("wb") as log:
-            self.started = time.perf_counter()
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
-        first_answer = math.nan
-        deadline = self.started + READY_TIMEOUT_S
-        while time.perf_counter() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"the predictor exited with {self.process.returncode}:\n{self.log_tail()}"
-                )
-            try:
-                status, answer = http_json(self.port, "GET", "/readyz", timeout=2.0)
-            except OSError:
-                status, answer = 0, None
-            reason = str(answer.get("reason", "")) if isinstance(answer, dict) else ""
-            if reason.startswith("model refused"):  # it will not become ready: say why now
-                raise RuntimeError(
-                    f"the predictor refused its model ({reason}); bundles trained by another "
-                    "edgecast version? Use an empty --store to train new ones."
-                )
-            now = time.perf_counter() - self.started
-            if status and math.isnan(first_answer):
-                first_answer = now
-            if status == 200:
-                return first_answer, now
-            time.sleep(0.01)
-        raise RuntimeError(
-            f"the predictor was not ready in {READY_TIMEOUT_S} s:\n{self.log_tail()}"
-        )
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def log_tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
-        return self.process.returncode
+def start_predictor(
+    launcher: PredictorLauncher, store: Path, model_id: str, runtime: str, threads: int | None
+) -> tuple[Predictor, float, float]:
+    """Starts ``edgecast serve`` with the admin API on; returns it, the seconds to its first
+    HTTP answer and the seconds until it is ready (model loaded, parity gate passed)."""
+    extra = ["--threads", str(threads)] if threads is not None else []
+    started = time.perf_counter()
+    predictor = launcher.start(
+        store, "--model-id", model_id, "--runtime", runtime, *extra, admin=True, wait=False
+    )
+    first_answer = math.nan
+    while time.perf_counter() < started + READY_TIMEOUT_S:
+        if predictor.process.poll() is not None:
+            raise RuntimeError(
+                f"the predictor exited with {predictor.process.returncode}:\n{predictor.log_tail()}"
+            )
+        try:
+            status, answer = http_json(predictor.port, "GET", "/readyz", timeout=2.0)
+        except OSError:
+            status, answer = 0, None
+        reason = str(answer.get("reason", "")) if isinstance(answer, dict) else ""
+        if reason.startswith("model refused"):  # it will not become ready: say why now
+            raise RuntimeError(
+                f"the predictor refused its model ({reason}); bundles trained by another "
+                "edgecast version? Use an empty --store to train new ones."
+            )
+        now = time.perf_counter() - started
+        if status and math.isnan(first_answer):
+            first_answer = now
+        if status == 200:
+            return predictor, first_answer, now
+        time.sleep(0.01)
+    raise RuntimeError(
+        f"the predictor was not ready in {READY_TIMEOUT_S} s:\n{predictor.log_tail()}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -578,9 +526,11 @@ def bench_runtime(
     workdir: Path,
 ) -> RuntimeFigures:
     print(f"\n== runtime {runtime}: serving {model_ids[0]} (swap partner {model_ids[1]})")
-    predictor = Predictor(store, model_ids[0], runtime, workdir, args.threads)
+    launcher = PredictorLauncher(workdir)
     try:
-        first_answer, cold = predictor.start()
+        predictor, first_answer, cold = start_predictor(
+            launcher, store, model_ids[0], runtime, args.threads
+        )
         print(f"cold start: first HTTP answer {first_answer:.2f} s, ready {cold:.2f} s")
         _, model = http_json(predictor.port, "GET", "/v1/model")
         initial_load = float(model["load_seconds"])
@@ -631,10 +581,12 @@ def bench_runtime(
         rss_swaps = memory_mb(predictor.pid)["VmRSS"]
         print(f"  predictor RSS after the swaps: {rss_swaps:.0f} MiB")
     except BaseException:
-        print(f"predictor log ({predictor.log_path}):\n{predictor.log_tail()}", file=sys.stderr)
+        for started in launcher.started:
+            print(f"predictor log ({started.log_path}):\n{started.log_tail()}", file=sys.stderr)
         raise
     finally:
-        exit_code = predictor.stop()
+        exit_codes = [started.stop() for started in launcher.started]
+    exit_code = exit_codes[0]
     return RuntimeFigures(
         runtime=runtime,
         model_ids=model_ids,

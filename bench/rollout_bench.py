@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgecast_harness.bundles import two_bundles
 from edgecast_harness.load_client import LoadProcess
 from edgecast_harness.playbook import run_playbook
 from edgecast_harness.ports import free_port
@@ -33,13 +34,7 @@ def main() -> int:
     parser.add_argument("--bundles", nargs=2, type=Path, help="two bundle folders to alternate")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="edgecast-rollout-bench-"))
-    if args.bundles:
-        bundles = [b.resolve() for b in args.bundles]
-    else:
-        for seed in ("0", "1"):
-            edgecast("train", "--building", "b13", "--out", str(work / "b"),
-                     "--seed", seed, "--epochs", "3")  # fmt: skip
-        bundles = sorted((work / "b").iterdir())
+    bundles = two_bundles(args.bundles, work)
     port = free_port()
     extra = ["-e", f"edgecast_var={work / 'var'}", "-e", f"local_runtime_port={port}"]
     run_playbook("site.yml", *extra, "-e", f"model_training_bundle={bundles[0]}", env=PROFILE)

@@ -6,6 +6,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from .predictor import edgecast
+
 
 @dataclass
 class TrainedStore:
@@ -19,3 +21,14 @@ class TrainedStore:
         for model_id in model_ids or self.model_ids:
             shutil.copytree(self.root / model_id, dest / model_id)
         return dest
+
+
+def two_bundles(given: list[Path] | None, work: Path) -> list[Path]:
+    """The two bundle folders a benchmark alternates: ``given``, or two small b13 bundles
+    trained by the real CLI into ``work/b`` (different seeds, different weights)."""
+    if given:
+        return [bundle.resolve() for bundle in given]
+    for seed in ("0", "1"):
+        edgecast("train", "--building", "b13", "--out", str(work / "b"), "--seed", seed,
+                 "--epochs", "3")  # fmt: skip
+    return sorted((work / "b").iterdir())
