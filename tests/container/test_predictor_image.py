@@ -27,7 +27,7 @@ from edgecast_harness.docker import AMD64_BASE_IMAGE as BASE_IMAGE
 from edgecast_harness.docker import docker
 from edgecast_harness.images import PLAYBOOK, REVISION, BuiltImage, local_edge_inventory
 from edgecast_harness.paths import REPO
-from edgecast_harness.playbook import run_playbook
+from edgecast_harness.playbook import PlaybookRun, run_playbook
 from edgecast_harness.ports import free_port
 
 # Debian base images (tests/infra/base-image.sh ARCH [FLAVOUR]) that conftest.py prepares
@@ -242,22 +242,28 @@ def wait_ready(name: str, url: str, timeout: float = 180) -> None:
         ("jetson", "r36.4.0", "nvcr.io/nvidia/l4t-jetpack:r36.4.0"),
     ],
 )
+def render_only(tmp_path: Path, group: str, **extra: str) -> PlaybookRun:
+    """Runs the role for an aarch64 node of ``group`` that only renders its build context."""
+    variables = {
+        "ansible_architecture": "aarch64",
+        "predictor_image_build": False,
+        "predictor_image_build_dir": str(tmp_path / "context"),
+        "predictor_image_revision": REVISION,
+        **extra,
+    }
+    inventory = local_edge_inventory(tmp_path, group)
+    return run_playbook(
+        PLAYBOOK, "-i", str(inventory), "-e", json.dumps(variables), check=False, timeout=600
+    )
+
+
 def test_render_only_dockerfile_of_the_profile_uses_the_right_base(
     group: str, l4t_release: str | None, base: str, tmp_path: Path
 ) -> None:
-    build_dir = tmp_path / "context"
-    extra = {
-        "ansible_architecture": "aarch64",
-        "predictor_image_build": False,
-        "predictor_image_build_dir": str(build_dir),
-        "predictor_image_revision": REVISION,
-    }
-    if l4t_release:
-        extra["jetson_runtime_l4t_release"] = l4t_release
-    inventory = local_edge_inventory(tmp_path, group)
-    output = run_playbook(PLAYBOOK, "-i", str(inventory), "-e", json.dumps(extra), timeout=600)
+    extra = {"jetson_runtime_l4t_release": l4t_release} if l4t_release else {}
+    output = render_only(tmp_path, group, **extra).assert_ok()
     assert output.recap("localhost")["failures"] == 0
-    dockerfile = build_dir / "Dockerfile"
+    dockerfile = tmp_path / "context" / "Dockerfile"
     assert from_lines(dockerfile) == [f"FROM {base} AS build", f"FROM {base}"]
     text = dockerfile.read_text()
     assert '"/build/app[litert]"' in text
@@ -277,16 +283,9 @@ def test_render_only_jetson_without_a_known_l4t_release_stops_before_any_change(
     tmp_path: Path,
 ) -> None:
     build_dir = tmp_path / "context"
-    extra = {
-        "ansible_architecture": "aarch64",
-        "predictor_image_build": False,
-        "predictor_image_build_dir": str(build_dir),
-        # This machine has no /etc/nv_tegra_release: the release stays unknown.
-        "jetson_runtime_nv_tegra_release_path": str(tmp_path / "nv_tegra_release"),
-    }
-    inventory = local_edge_inventory(tmp_path, "jetson")
-    result = run_playbook(
-        PLAYBOOK, "-i", str(inventory), "-e", json.dumps(extra), check=False, timeout=600
+    # This machine has no /etc/nv_tegra_release: the release stays unknown.
+    result = render_only(
+        tmp_path, "jetson", jetson_runtime_nv_tegra_release_path=str(tmp_path / "nv_tegra_release")
     )
     assert result.rc != 0
     assert "L4T release of localhost is not known" in result.stdout, result.stdout[-3000:]
