@@ -13,8 +13,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ansible import constants as C
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
+from ansible.plugins.loader import PluginLoader
+
+# Shared with the other edgecast plugins: see plugins/module_utils/edgecast_plugin.py.
+EdgecastPlugin = PluginLoader(
+    "EdgecastPlugin", "ansible.module_utils", C.DEFAULT_MODULE_UTILS_PATH, "module_utils"
+).get("edgecast_plugin", class_only=True)
 
 DOCUMENTATION = r"""
 module: edgecast_bundle_transfer
@@ -119,11 +126,11 @@ cleaned:
 
 STORE_MODULE = "edgecast_bundle_store"
 
+# Without store or keep, TransferOptions' defaults (the store rules') apply.
 ARGUMENT_SPEC = {
-    "bundle": {"type": "path", "required": True},
-    "store": {"type": "str", "default": "/var/lib/edgecast/models"},
-    "public_key": {"type": "path"},
-    "keep": {"type": "int", "default": 3},
+    **EdgecastPlugin.bundle_arguments(),
+    "store": {"type": "str"},
+    "keep": {"type": "int"},
     "protect": {"type": "list", "elements": "str", "default": []},
 }
 
@@ -136,15 +143,9 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         del tmp
         _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        try:
-            from edgecast.rollout import transfer
-        except ImportError as exc:
-            raise AnsibleActionFail(
-                f"edgecast_bundle_transfer needs the edgecast package on the controller: {exc}"
-            ) from exc
-        options = transfer.TransferOptions(
-            store=args["store"], keep=args["keep"], protect=tuple(args["protect"])
-        )
+        transfer = EdgecastPlugin.require("edgecast_bundle_transfer", "edgecast.rollout.transfer")
+        given = {name: args[name] for name in ("store", "keep") if args[name] is not None}
+        options = transfer.TransferOptions(**given, protect=tuple(args["protect"]))
         workdir = Path(tempfile.mkdtemp(prefix="edgecast-transfer-"))
         try:
             options.check()

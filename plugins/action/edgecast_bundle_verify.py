@@ -9,7 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ansible import constants as C
 from ansible.plugins.action import ActionBase
+from ansible.plugins.loader import PluginLoader
+
+# Shared with the other edgecast plugins: see plugins/module_utils/edgecast_plugin.py.
+EdgecastPlugin = PluginLoader(
+    "EdgecastPlugin", "ansible.module_utils", C.DEFAULT_MODULE_UTILS_PATH, "module_utils"
+).get("edgecast_plugin", class_only=True)
 
 DOCUMENTATION = r"""
 module: edgecast_bundle_verify
@@ -45,19 +52,14 @@ class ActionModule(ActionBase):
 
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(
-            argument_spec={
-                "bundle": {"type": "path", "required": True},
-                "public_key": {"type": "path"},
-            }
-        )
-        from edgecast.bundle import BundleError, load_bundle
-        from edgecast.signing import load_public_key
+        _, args = self.validate_argument_spec(argument_spec=EdgecastPlugin.bundle_arguments())
+        bundles = EdgecastPlugin.require("edgecast_bundle_verify", "edgecast.bundle")
+        signing = EdgecastPlugin.require("edgecast_bundle_verify", "edgecast.signing")
 
         try:
-            key = load_public_key(Path(args["public_key"])) if args["public_key"] else None
-            bundle = load_bundle(Path(args["bundle"]), key)
-        except (BundleError, OSError, ValueError) as exc:
+            key = signing.load_public_key(Path(args["public_key"])) if args["public_key"] else None
+            bundle = bundles.load_bundle(Path(args["bundle"]), key)
+        except (bundles.BundleError, OSError, ValueError) as exc:
             result.update(failed=True, msg=f"bundle refused: {exc}")
             return result
         result.update(

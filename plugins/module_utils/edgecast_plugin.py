@@ -1,0 +1,66 @@
+"""What edgecast's action and lookup plugins share on the controller: one guard for the Python
+packages they need, and the argument definitions several of them take.
+
+Controller side only; never sent to a node. Ansible makes ``ansible.module_utils`` importable only
+in the modules it sends to nodes, and ``plugin_utils`` only inside collections, so a plugin outside
+a collection loads this file with Ansible's own plugin loader, from the ``module_utils`` path that
+ansible.cfg sets (``module_utils = plugins/module_utils``)::
+
+    from ansible import constants as C
+    from ansible.plugins.loader import PluginLoader
+
+    EdgecastPlugin = PluginLoader(
+        "EdgecastPlugin", "ansible.module_utils", C.DEFAULT_MODULE_UTILS_PATH, "module_utils"
+    ).get("edgecast_plugin", class_only=True)
+
+The loader imports the file once per process, as ``ansible.module_utils.edgecast_plugin``. The
+file imports nothing of edgecast, so that it can say what to install when edgecast is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ansible.errors import AnsibleActionFail
+
+# The edgecast package's source in the checkout these plugins belong to.
+APP = Path(__file__).resolve().parents[2] / "app"
+
+
+class EdgecastPlugin:
+    """The shared pieces, as one class because Ansible's plugin loader hands out a class."""
+
+    @staticmethod
+    def bundle_arguments() -> dict[str, dict[str, Any]]:
+        """A bundle on the controller, and the key that must have signed it (a new copy for each
+        plugin, which may add to it)."""
+        return {
+            "bundle": {"type": "path", "required": True},
+            "public_key": {"type": "path"},
+        }
+
+    @staticmethod
+    def require(plugin: str, module: str, extra: str = "") -> ModuleType:
+        """``module`` imported into the controller's Python, or the task fails saying what to
+        install into which interpreter (``extra``: the edgecast extra that brings it)."""
+        try:
+            return importlib.import_module(module)
+        except ImportError as exc:
+            raise AnsibleActionFail(EdgecastPlugin.missing(plugin, exc, extra)) from None
+
+    @staticmethod
+    def missing(plugin: str, error: ImportError, extra: str = "") -> str:
+        """The one message for a package missing from the controller's Python."""
+        package = "the edgecast package" + (f" with its {extra!r} extra" if extra else "")
+        source = f"{APP}[{extra}]" if extra else str(APP)
+        python = sys.executable
+        return (
+            f"{plugin} needs {package} in the controller's Python, {python} ({error}). "
+            f"Install it into that interpreter: "
+            f"{shlex.quote(python)} -m pip install -e {shlex.quote(source)}"
+        )

@@ -1,0 +1,126 @@
+"""The controller-side helper the edgecast plugins share (plugins/module_utils/edgecast_plugin.py):
+one guard, with one message, for a package missing from the controller's Python.
+
+The plugins load it through Ansible's plugin loader, which only a real ``ansible-playbook`` run
+shows working: the playbook runs on localhost (connection local), once as it is and once with
+the edgecast package hidden from the controller's Python.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from ansible.errors import AnsibleActionFail
+
+import edgecast.rollout.transfer
+from edgecast_harness.paths import BIN, REPO
+from edgecast_harness.playbook import run_playbook
+from edgecast_harness.ports import free_port
+
+_spec = importlib.util.spec_from_file_location(
+    "edgecast_plugin", REPO / "plugins" / "module_utils" / "edgecast_plugin.py"
+)
+_helper = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_helper)
+EdgecastPlugin = _helper.EdgecastPlugin
+
+# Put first on the controller's PYTHONPATH, it makes ``import edgecast`` fail as it does where
+# the package was never installed.
+HIDE_EDGECAST = """
+import sys
+
+
+class HideEdgecast:
+    def find_spec(self, name, path=None, target=None):
+        if name == "edgecast" or name.startswith("edgecast."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+sys.meta_path.insert(0, HideEdgecast())
+"""
+
+
+def test_require_gives_the_module():
+    module = EdgecastPlugin.require("edgecast_bundle_transfer", "edgecast.rollout.transfer")
+    assert module is edgecast.rollout.transfer
+
+
+def test_a_missing_package_fails_the_task_saying_what_to_install_where():
+    with pytest.raises(AnsibleActionFail) as caught:
+        EdgecastPlugin.require("edgecast_pod_switch", "edgecast_nowhere.podswitch", extra="deploy")
+    python = sys.executable
+    assert caught.value.message == (
+        f"edgecast_pod_switch needs the edgecast package with its 'deploy' extra in the "
+        f"controller's Python, {python} (No module named 'edgecast_nowhere'). Install it into "
+        f"that interpreter: {python} -m pip install -e '{REPO / 'app'}[deploy]'"
+    )
+
+
+def test_each_plugin_gets_its_own_argument_definitions():
+    first, second = EdgecastPlugin.bundle_arguments(), EdgecastPlugin.bundle_arguments()
+    assert first == {
+        "bundle": {"type": "path", "required": True},
+        "public_key": {"type": "path"},
+    }
+    first["bundle"]["required"] = False
+    assert second["bundle"]["required"] is True
+
+
+def plugin_tasks(port: int) -> list[dict]:
+    """One failing task for each plugin: it must get past its guard to fail for its own reason."""
+    return [
+        {
+            "name": "verify",
+            "edgecast_bundle_verify": {"bundle": "/nonexistent/bundle"},
+        },
+        {
+            "name": "transfer",
+            "edgecast_bundle_transfer": {"bundle": "/nonexistent/bundle", "keep": 0},
+        },
+        {
+            "name": "hot_swap",
+            "edgecast_hot_swap": {"url": f"http://127.0.0.1:{port}", "query": True},
+        },
+    ]
+
+
+def run_plugins(tmp_path: Path, **env: str) -> dict[str, str]:
+    """Runs the plugins' tasks on localhost; the message each one failed with."""
+    tasks = [{**task, "ignore_errors": True} for task in plugin_tasks(free_port())]
+    playbook = tmp_path / "plugins.yml"
+    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
+    run = run_playbook(playbook, "-i", "localhost,", "-c", "local", env=env, timeout=300)
+    assert run.recap()["ignored"] == len(tasks), run.tail()  # every task failed
+    return {task["name"]: next(run.results(task["name"]))["msg"] for task in tasks}
+
+
+def test_the_plugins_load_the_helper_in_a_real_run(tmp_path):
+    msgs = run_plugins(tmp_path)
+    assert msgs["verify"].startswith("bundle refused: /nonexistent/bundle")
+    assert msgs["transfer"] == (
+        "keep must be at least 1 (the bundle being installed), not 0; nothing changed on the node"
+    )
+    assert msgs["hot_swap"].startswith("cannot reach the predictor at http://127.0.0.1:")
+
+
+def test_without_edgecast_every_plugin_says_what_to_install(tmp_path):
+    hiding = tmp_path / "hide-edgecast"
+    hiding.mkdir()
+    (hiding / "sitecustomize.py").write_text(HIDE_EDGECAST)
+    msgs = run_plugins(tmp_path, PYTHONPATH=str(hiding))
+    # The interpreter ansible-playbook runs in, as its script names it.
+    python = (BIN / "ansible-playbook").read_text().splitlines()[0].removeprefix("#!")
+    for task, plugin in [
+        ("verify", "edgecast_bundle_verify"),
+        ("transfer", "edgecast_bundle_transfer"),
+        ("hot_swap", "edgecast_hot_swap"),
+    ]:
+        assert msgs[task] == (
+            f"{plugin} needs the edgecast package in the controller's Python, {python} "
+            f"(No module named 'edgecast'). Install it into that interpreter: "
+            f"{python} -m pip install -e {REPO / 'app'}"
+        )
