@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from ansible import constants as C
 from ansible.plugins.action import ActionBase
+from ansible.plugins.loader import PluginLoader
+
+# Shared with the other edgecast plugins: see plugins/module_utils/edgecast_plugin.py.
+EdgecastPlugin = PluginLoader(
+    "EdgecastPlugin", "ansible.module_utils", C.DEFAULT_MODULE_UTILS_PATH, "module_utils"
+).get("edgecast_plugin", class_only=True)
 
 DOCUMENTATION = r"""
 module: edgecast_hot_swap
@@ -70,39 +77,20 @@ class ActionModule(ActionBase):
                 "timeout": {"type": "float", "default": 120.0},
             }
         )
-        from edgecast.rollout.hotswap import HotSwapError, hot_swap, serving_model
-
+        hotswap = EdgecastPlugin.require("edgecast_hot_swap", "edgecast.rollout.hotswap")
         url = args["url"].rstrip("/")
+        if not (args["query"] or args["token"]):
+            result.update(failed=True, msg="token is required to switch models")
+            return result
         try:
-            if args["query"]:
-                serving = serving_model(url)
-                previous = serving.get("previous") or {}
-                result.update(
-                    changed=False,
-                    model_id=serving["model_id"],
-                    previous_model_id=previous.get("model_id"),
-                )
+            if args["query"] or self._task.check_mode:
+                plan = hotswap.plan_swap(url, args["model_id"])
+                result.update(self._query(plan) if args["query"] else self._plan(plan))
                 return result
-            if not args["token"]:
-                result.update(failed=True, msg="token is required to switch models")
-                return result
-            if self._task.check_mode:
-                current = str(serving_model(url)["model_id"])
-                wanted = args["model_id"]
-                result.update(
-                    changed=wanted is None or wanted != current,
-                    model_id=wanted or "(previous)",
-                    previous_model_id=current,
-                    phases={},
-                    msg=(
-                        f"would switch from {current} to {wanted or 'the previous model'}"
-                        if wanted is None or wanted != current
-                        else f"already serving {current}"
-                    ),
-                )
-                return result
-            swapped = hot_swap(url, args["token"], args["model_id"], timeout=args["timeout"])
-        except HotSwapError as exc:
+            swapped = hotswap.hot_swap(
+                url, args["token"], args["model_id"], timeout=args["timeout"]
+            )
+        except hotswap.HotSwapError as exc:
             result.update(failed=True, msg=str(exc))
             return result
         result.update(
@@ -117,3 +105,24 @@ class ActionModule(ActionBase):
             ),
         )
         return result
+
+    @staticmethod
+    def _query(plan: Any) -> dict[str, Any]:
+        """What the predictor serves, and what it served before (the rollback target)."""
+        return {"changed": False, "model_id": plan.serving, "previous_model_id": plan.served_before}
+
+    @staticmethod
+    def _plan(plan: Any) -> dict[str, Any]:
+        """What a switch would change (check mode)."""
+        wanted = plan.wanted or "the previous model"
+        return {
+            "changed": plan.changed,
+            "model_id": plan.wanted or "(previous)",
+            "previous_model_id": plan.serving,
+            "phases": {},
+            "msg": (
+                f"would switch from {plan.serving} to {wanted}"
+                if plan.changed
+                else f"already serving {plan.serving}"
+            ),
+        }

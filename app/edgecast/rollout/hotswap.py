@@ -19,6 +19,19 @@ class HotSwapError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class SwapPlan:
+    """What serving ``wanted`` would change, as the predictor answered ``GET /v1/model``."""
+
+    serving: str  # the model served now
+    served_before: str | None  # the model served before it: the rollback target
+    wanted: str | None  # the model asked for; None for the one served before
+
+    @property
+    def changed(self) -> bool:
+        return self.wanted is None or self.wanted != self.serving
+
+
+@dataclass(frozen=True)
 class HotSwapResult:
     changed: bool
     model_id: str
@@ -57,17 +70,25 @@ def serving_model(base_url: str, timeout: float = 10.0) -> dict[str, object]:
     return payload
 
 
+def plan_swap(base_url: str, model_id: str | None, timeout: float = 10.0) -> SwapPlan:
+    """What serving ``model_id`` would change; asks the predictor and changes nothing."""
+    if not base_url.startswith(("http://", "https://")):
+        raise HotSwapError(f"the predictor URL must be http(s)://…, not {base_url!r}")
+    now = serving_model(base_url, timeout)
+    before = now.get("previous")
+    served_before = before.get("model_id") if isinstance(before, dict) else None
+    return SwapPlan(str(now["model_id"]), served_before, model_id)
+
+
 def hot_swap(
     base_url: str, token: str, model_id: str | None, *, timeout: float = 120.0
 ) -> HotSwapResult:
     """Serve ``model_id`` (or, with ``None``, the model served before the current one)."""
-    if not base_url.startswith(("http://", "https://")):
-        raise HotSwapError(f"the predictor URL must be http(s)://…, not {base_url!r}")
     started = time.monotonic()
-    before = serving_model(base_url)
-    current = str(before["model_id"])
-    if model_id is not None and current == model_id:
-        return HotSwapResult(False, model_id, current, {"total": time.monotonic() - started})
+    plan = plan_swap(base_url, model_id)
+    current = plan.serving
+    if not plan.changed:
+        return HotSwapResult(False, current, current, {"total": time.monotonic() - started})
     if model_id is None:
         status, payload = _call(
             f"{base_url}/admin/v1/rollback", method="POST", token=token, body={}, timeout=timeout
