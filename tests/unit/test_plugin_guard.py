@@ -70,8 +70,29 @@ def test_each_plugin_gets_its_own_argument_definitions():
     assert second["bundle"]["required"] is True
 
 
+# A lookup plugin that takes the guard up as plugins/module_utils/edgecast_plugin.py says.
+GUARDED_LOOKUP = """
+from ansible import constants as C
+from ansible.plugins.loader import PluginLoader
+from ansible.plugins.lookup import LookupBase
+
+EdgecastPlugin = PluginLoader(
+    "EdgecastPlugin", "ansible.module_utils", C.DEFAULT_MODULE_UTILS_PATH, "module_utils"
+).get("edgecast_plugin", class_only=True)
+
+
+class LookupModule(LookupBase):
+    def run(self, terms, variables=None, **kwargs):
+        module = EdgecastPlugin.require(
+            "edgecast_guarded", "edgecast.deploy.manifests", extra="deploy"
+        )
+        return [module.__name__]
+"""
+
+
 def plugin_tasks(port: int) -> list[dict]:
-    """One failing task for each plugin: it must get past its guard to fail for its own reason."""
+    """A task for each action plugin, which must get past its guard to fail for its own reason,
+    and one that calls the lookup."""
     return [
         {
             "name": "verify",
@@ -85,16 +106,23 @@ def plugin_tasks(port: int) -> list[dict]:
             "name": "hot_swap",
             "edgecast_hot_swap": {"url": f"http://127.0.0.1:{port}", "query": True},
         },
+        {
+            "name": "lookup",
+            "ansible.builtin.debug": {"msg": "{{ lookup('edgecast_guarded') }}"},
+        },
     ]
 
 
 def run_plugins(tmp_path: Path, **env: str) -> dict[str, str]:
-    """Runs the plugins' tasks on localhost; the message each one failed with."""
+    """Runs the plugins' tasks on localhost; the message of each (why it failed)."""
+    lookups = tmp_path / "lookup_plugins"
+    lookups.mkdir()
+    (lookups / "edgecast_guarded.py").write_text(GUARDED_LOOKUP)
     tasks = [{**task, "ignore_errors": True} for task in plugin_tasks(free_port())]
     playbook = tmp_path / "plugins.yml"
     playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
+    env = {"ANSIBLE_LOOKUP_PLUGINS": str(lookups), **env}
     run = run_playbook(playbook, "-i", "localhost,", "-c", "local", env=env, timeout=300)
-    assert run.recap()["ignored"] == len(tasks), run.tail()  # every task failed
     return {task["name"]: next(run.results(task["name"]))["msg"] for task in tasks}
 
 
@@ -105,6 +133,7 @@ def test_the_plugins_load_the_helper_in_a_real_run(tmp_path):
         "keep must be at least 1 (the bundle being installed), not 0; nothing changed on the node"
     )
     assert msgs["hot_swap"].startswith("cannot reach the predictor at http://127.0.0.1:")
+    assert msgs["lookup"] == "edgecast.deploy.manifests"
 
 
 def test_without_edgecast_every_plugin_says_what_to_install(tmp_path):
@@ -124,3 +153,8 @@ def test_without_edgecast_every_plugin_says_what_to_install(tmp_path):
             f"(No module named 'edgecast'). Install it into that interpreter: "
             f"{python} -m pip install -e {REPO / 'app'}"
         )
+    assert msgs["lookup"].endswith(
+        f"edgecast_guarded needs the edgecast package with its 'deploy' extra in the controller's "
+        f"Python, {python} (No module named 'edgecast'). Install it into that interpreter: "
+        f"{python} -m pip install -e '{REPO / 'app'}[deploy]'"
+    )
