@@ -16,7 +16,8 @@ DOCUMENTATION = r"""
 name: edgecast_manifests
 short_description: Render a node's predictor Deployment and Service
 description:
-  - Returns one dict with C(deployment) and C(service) keys, rendered from C(templates/k8s).
+  - Returns one dict with C(deployment) and C(service) keys, rendered from the package's
+    Kubernetes templates (C(edgecast/deploy/templates/k8s), which C(templates/k8s) links to).
 options:
   _terms:
     description: Not used.

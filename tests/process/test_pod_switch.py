@@ -1,4 +1,4 @@
-"""Pod switching against FakeKubernetesApi, a fake Kubernetes API server (tests/fake_kube_api.py).
+"""Pod switching against FakeKubernetesApi, a fake Kubernetes API server (edgecast_harness).
 
 The fake is not Kubernetes: it is an HTTP server on 127.0.0.1 with the REST endpoints, watch
 streams, optimistic concurrency, Role checks and controller behaviour that the switch relies on,

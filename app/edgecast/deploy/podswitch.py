@@ -119,8 +119,10 @@ def pod_switch(
     """
     limits = timeouts or Timeouts()
     started = time.monotonic()
+    spec.check()
+    kube = NamespacedApi(apis, spec.namespace, limits.request)
     try:
-        plan = plan_switch(apis, spec, request_timeout=limits.request)
+        state = read_node_state(kube, names_for(spec.node, spec.model_id))
     except API_ERRORS as exc:
         raise PodSwitchError(
             f"reading the Service and Deployments of node {spec.node} in namespace "
@@ -130,7 +132,7 @@ def pod_switch(
         ) from exc
     return apply(
         apis,
-        plan,
+        plan_from_state(spec, state),
         timeouts=limits,
         drain_seconds=drain_seconds,
         conflict_retries=conflict_retries,
