@@ -234,14 +234,6 @@ def wait_ready(name: str, url: str, timeout: float = 180) -> None:
     raise AssertionError(f"not ready after {timeout} s:\n{logs.stderr[-3000:]}")
 
 
-@pytest.mark.parametrize(
-    ("group", "l4t_release", "base"),
-    [
-        ("rpi", None, "python:3.11-slim-bookworm"),
-        ("jetson", "r35.4.1", "nvcr.io/nvidia/l4t-base:r35.4.1"),
-        ("jetson", "r36.4.0", "nvcr.io/nvidia/l4t-jetpack:r36.4.0"),
-    ],
-)
 def render_only(tmp_path: Path, group: str, **extra: str) -> PlaybookRun:
     """Runs the role for an aarch64 node of ``group`` that only renders its build context."""
     variables = {
@@ -257,6 +249,14 @@ def render_only(tmp_path: Path, group: str, **extra: str) -> PlaybookRun:
     )
 
 
+@pytest.mark.parametrize(
+    ("group", "l4t_release", "base"),
+    [
+        ("rpi", None, "python:3.11-slim-bookworm"),
+        ("jetson", "r35.4.1", "nvcr.io/nvidia/l4t-base:r35.4.1"),
+        ("jetson", "r36.4.0", "nvcr.io/nvidia/l4t-jetpack:r36.4.0"),
+    ],
+)
 def test_render_only_dockerfile_of_the_profile_uses_the_right_base(
     group: str, l4t_release: str | None, base: str, tmp_path: Path
 ) -> None:
