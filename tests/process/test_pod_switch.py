@@ -501,6 +501,54 @@ def test_action_plugin_through_ansible_playbook(fake, tmp_path):
     assert_old_kept(fake, "model-b", "model-c")
 
 
+CHECK_PLAYBOOK = """\
+- name: Pod switching in check mode
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Plan a switch of node edge-1
+      edgecast_pod_switch:
+        kubeconfig: "{{ kubeconfig }}"
+        spec: {node: edge-1, model_id: model-b, image: "{{ image }}"}
+      check_mode: true
+      register: planned
+      ignore_errors: true
+
+    - name: Keep the result
+      ansible.builtin.copy:
+        content: "{{ planned | to_json }}"
+        dest: "{{ results }}"
+        mode: "0644"
+"""
+
+
+def test_check_mode_fails_where_the_switch_would_refuse(fake, tmp_path):
+    """The Service selects model-b already and its Deployment has another image: a switch keys
+    Deployments by model_id and refuses, so check mode says so instead of planning an update."""
+    serve(fake, "model-b")
+    playbook = tmp_path / "check.yml"
+    playbook.write_text(CHECK_PLAYBOOK)
+    kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
+
+    run_playbook(
+        playbook,
+        *("-i", "localhost,", "-c", "local"),
+        *("-e", f"kubeconfig={kubeconfig}", "-e", f"results={tmp_path / 'results.json'}"),
+        *("-e", "image=edgecast-predictor:other"),
+        *("-e", f"ansible_python_interpreter={sys.executable}"),
+        env={"ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp")},
+        timeout=180,
+    )
+
+    planned = json.loads((tmp_path / "results.json").read_text())
+    assert planned["failed"] is True
+    assert planned["msg"].startswith(
+        f"Deployment {NAMESPACE}/{deployment_name('model-b')} serves model model-b but differs "
+        "from the spec"
+    )
+    assert fake.writes() == []
+
+
 def test_old_pods_outliving_the_cleanup_timeout_are_a_warning(fake, apis):
     serve(fake, "model-a")
     fake.pod_termination_seconds = 3.0
