@@ -25,7 +25,6 @@ APP_NAME = "edgecast-predictor"
 NODE_LABEL = "edgecast.io/node"
 MODEL_LABEL = "edgecast.io/model"
 MODEL_ID_ANNOTATION = "edgecast.io/model-id"
-SPEC_ANNOTATION = "edgecast.io/spec"
 
 _PACKAGE_TEMPLATES = Path(__file__).resolve().parent / "templates"
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
@@ -124,16 +123,6 @@ class PredictorNames:
     labels: dict[str, str]
     selector: dict[str, str]
     service_labels: dict[str, str]
-
-
-def spec_of(deployment: dict[str, Any], model_id: str) -> PredictorSpec:
-    """The spec a rendered Deployment was made from, for another model."""
-    annotations = (deployment.get("metadata") or {}).get("annotations") or {}
-    try:
-        fields = json.loads(annotations[SPEC_ANNOTATION])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ManifestError(f"the Deployment has no readable {SPEC_ANNOTATION} annotation") from exc
-    return PredictorSpec(**{**fields, "model_id": model_id})
 
 
 def names_for(node: str, model_id: str) -> PredictorNames:
