@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
 # Builds a Debian base image from Debian's archive (no registry needed) and imports it into
-# Docker as local/debian-<arch>[-systemd]:bookworm. The root filesystem tarball is cached
+# Docker as local/debian-<arch>[-<flavour>]:bookworm. The root filesystem tarball is cached
 # outside the clone (EDGECAST_CACHE, default ~/.cache/edgecast), so later runs only import it.
-# Usage: base-image.sh ARCH [systemd]      ARCH: amd64 | arm64 | armhf
+# Usage: base-image.sh ARCH [systemd|docker]      ARCH: amd64 | arm64 | armhf
+# Flavours: systemd boots /sbin/init; docker is systemd with Debian's Docker Engine (docker.io,
+# without Recommends) already installed, for the Molecule nodes that need an engine but do not
+# test its installation (docker_engine's own scenario installs it for real).
 # EDGECAST_BASE_IMAGE_NO_IMPORT=1 only makes the cached tarball (Docker need not be running).
 # The packages come from the Debian mirror this machine's apt uses (DEBIAN_MIRROR overrides it).
 # Safe to run concurrently: one lock per image, and one for the host's apt.
 set -euo pipefail
-arch=${1:?usage: base-image.sh ARCH [systemd]}
+arch=${1:?usage: base-image.sh ARCH [systemd|docker]}
 flavour=${2:-}
 suite=bookworm
 cache=${EDGECAST_CACHE:-$HOME/.cache/edgecast}/images
 packages=python3,python3-venv,python3-pip,ca-certificates,sudo
-tag=local/debian-$arch:$suite
-if [ "$flavour" = systemd ]; then
-  packages=$packages,systemd,systemd-sysv,dbus
-  tag=local/debian-$arch-systemd:$suite
-fi
+case $flavour in
+  '') ;;
+  systemd) packages=$packages,systemd,systemd-sysv,dbus ;;
+  docker) packages=$packages,systemd,systemd-sysv,dbus,docker.io,iptables ;;
+  *) echo "base-image.sh: unknown flavour $flavour (systemd or docker)" >&2; exit 2 ;;
+esac
+tag=local/debian-$arch${flavour:+-$flavour}:$suite
 no_import=${EDGECAST_BASE_IMAGE_NO_IMPORT:-0}
 mkdir -p "$cache"
 tarball=$cache/debian-$arch${flavour:+-$flavour}-$suite.tar
