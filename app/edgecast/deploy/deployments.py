@@ -25,11 +25,13 @@ from edgecast.deploy.kube import (
     label_selector,
     labels_of,
 )
-from edgecast.deploy.manifests import MODEL_LABEL, model_label, names_for
+from edgecast.deploy.manifests import MODEL_LABEL, model_label
 from edgecast.deploy.nodestate import (
+    NodeState,
     deployment_progress,
     is_ready_pod,
     node_labels,
+    predictor_info,
     progress_deadline_exceeded,
     wanted_deployment_fields,
 )
@@ -103,6 +105,23 @@ def wait_deployment_available(
         timeout=timeout,
         on_timeout=on_timeout,
         field_selector=f"metadata.name={name}",
+    )
+
+
+def wait_serving_available(kube: NamespacedApi, state: NodeState, timeout: float) -> None:
+    """Wait until the Deployment of the model the node's Service selects is available."""
+    selected = state.selected_deployment()
+    if selected is None:
+        raise CheckFailed(f"no Deployment to wait for: {predictor_info(state).summary}")
+    spec = selected.get("spec") or {}
+    pod = (spec.get("template") or {}).get("spec") or {}
+    ports = [p for c in pod.get("containers") or [] for p in c.get("ports") or []]
+    wait_deployment_available(
+        kube,
+        selected["metadata"]["name"],
+        (spec.get("selector") or {}).get("matchLabels") or {},
+        int(ports[0]["containerPort"]) if ports else 8080,
+        timeout,
     )
 
 
@@ -208,7 +227,7 @@ def remove_deployments(
             check=lambda pods: not pods_of_other_models(pods, keep_label),
             timeout=timeout,
             on_timeout=on_timeout,
-            label_selector=label_selector(node_labels(names_for(node, model_id))),
+            label_selector=label_selector(node_labels(node)),
         )
     except (CheckFailed, *API_ERRORS) as exc:
         warnings.append(api_reason(exc))

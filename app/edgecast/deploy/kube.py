@@ -62,18 +62,28 @@ class KubeApis:
         self.core.api_client.close()
 
 
+class KubeConfigError(ValueError):
+    """No client could be configured; the message says from what and why."""
+
+
 def connect(kubeconfig: str | None = None, context: str | None = None) -> KubeApis:
     """Clients from a kubeconfig file (and context), or from the pod's service account."""
-    if kubeconfig:
-        api_client = config.new_client_from_config(
-            config_file=kubeconfig, context=context, persist_config=False
-        )
-    elif context:
-        raise ValueError(f"context {context!r} needs a kubeconfig file to choose it from")
-    else:
-        configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)
-        api_client = client.ApiClient(configuration)
+    if context and not kubeconfig:
+        raise KubeConfigError(f"context {context!r} needs a kubeconfig file to choose it from")
+    try:
+        if kubeconfig:
+            api_client = config.new_client_from_config(
+                config_file=kubeconfig, context=context, persist_config=False
+            )
+        else:
+            configuration = client.Configuration()
+            config.load_incluster_config(client_configuration=configuration)
+            api_client = client.ApiClient(configuration)
+    except (config.ConfigException, OSError, ValueError) as exc:
+        where = kubeconfig or "the in-cluster service account"
+        raise KubeConfigError(
+            f"cannot configure the Kubernetes client from {where}: {exc}"
+        ) from exc
     return KubeApis.from_api_client(api_client)
 
 

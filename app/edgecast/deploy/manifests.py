@@ -25,6 +25,9 @@ APP_NAME = "edgecast-predictor"
 NODE_LABEL = "edgecast.io/node"
 MODEL_LABEL = "edgecast.io/model"
 MODEL_ID_ANNOTATION = "edgecast.io/model-id"
+# The PredictorSpec fields but model_id, as JSON: a rollout starts the next model's predictor
+# from the serving Deployment's.
+SPEC_ANNOTATION = "edgecast.io/spec"
 
 _PACKAGE_TEMPLATES = Path(__file__).resolve().parent / "templates"
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
@@ -125,26 +128,54 @@ class PredictorNames:
     service_labels: dict[str, str]
 
 
+def node_key(node: str) -> str:
+    """The node's name as its objects' names and ``edgecast.io/node`` label carry it."""
+    return dns_label(node, 24)
+
+
+def service_name(node: str) -> str:
+    """The node's predictor Service: one per node, whatever model it selects."""
+    return f"predictor-{node_key(node)}"
+
+
 def names_for(node: str, model_id: str) -> PredictorNames:
-    node_key = dns_label(node, 24)
+    key = node_key(node)
     common = {
         "app.kubernetes.io/name": APP_NAME,
         "app.kubernetes.io/part-of": "edgecast",
         "app.kubernetes.io/managed-by": "edgecast",
-        NODE_LABEL: node_key,
+        NODE_LABEL: key,
     }
     selector = {
         "app.kubernetes.io/name": APP_NAME,
-        NODE_LABEL: node_key,
+        NODE_LABEL: key,
         MODEL_LABEL: model_label(model_id),
     }
     return PredictorNames(
-        deployment=f"predictor-{node_key}-{_short_hash(model_id, 10)}",
-        service=f"predictor-{node_key}",
+        deployment=f"predictor-{key}-{_short_hash(model_id, 10)}",
+        service=service_name(node),
         labels={**common, MODEL_LABEL: model_label(model_id)},
         selector=selector,
         service_labels=common,
     )
+
+
+def recorded_spec(annotation: str, model_id: str) -> PredictorSpec:
+    """The spec a Deployment made by :func:`render` records in its ``edgecast.io/spec``."""
+    try:
+        fields = json.loads(annotation)
+    except ValueError as exc:
+        raise ManifestError(f"{SPEC_ANNOTATION} is not JSON ({exc})") from exc
+    if not isinstance(fields, dict):
+        raise ManifestError(f"{SPEC_ANNOTATION} is not a JSON object")
+    try:
+        spec = PredictorSpec(**{**fields, "model_id": model_id})
+    except TypeError as exc:
+        raise ManifestError(
+            f"{SPEC_ANNOTATION} does not hold PredictorSpec fields ({exc})"
+        ) from exc
+    spec.check()
+    return spec
 
 
 def _environment(templates: Path) -> jinja2.Environment:
@@ -163,7 +194,6 @@ def render(spec: PredictorSpec, templates: Path | None = None) -> dict[str, dict
     fields = asdict(spec)
     context = {
         **fields,
-        # Everything but the model: a rollout starts the next model's predictor from it.
         "spec_json": json.dumps(
             {k: v for k, v in fields.items() if k != "model_id"}, sort_keys=True
         ),

@@ -3,17 +3,17 @@
 A node's predictor objects are its Service (which selects one model's pods by the model label)
 and one Deployment per model started on it. The Service's annotations remember the model it
 selects and the one it selected before, so a rollback knows where to go back to even after the
-old Deployment is gone.
+old Deployment is gone. :func:`predictor_info` is the one answer to "which model does node N
+serve": the deploy role, the rollout and the switch all read it from a :class:`NodeState`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from edgecast.deploy.kube import (
-    KubeApis,
     NamespacedApi,
     Obj,
     annotations_of,
@@ -27,8 +27,13 @@ from edgecast.deploy.manifests import (
     MODEL_ID_ANNOTATION,
     MODEL_LABEL,
     NODE_LABEL,
-    PredictorNames,
+    SPEC_ANNOTATION,
+    ManifestError,
+    PredictorSpec,
     model_label,
+    node_key,
+    recorded_spec,
+    service_name,
 )
 
 PREVIOUS_MODEL_ANNOTATION = "edgecast.io/previous-model-id"
@@ -37,15 +42,17 @@ NODE_ANNOTATION = "edgecast.io/node"
 _REPLICA_FIELDS = ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
 
 
-def node_labels(names: PredictorNames) -> dict[str, str]:
+def node_labels(node: str) -> dict[str, str]:
     """The labels every predictor object of the node carries, whatever its model."""
-    return {"app.kubernetes.io/name": APP_NAME, NODE_LABEL: names.labels[NODE_LABEL]}
+    return {"app.kubernetes.io/name": APP_NAME, NODE_LABEL: node_key(node)}
 
 
 @dataclass(frozen=True)
 class NodeState:
     """The node's Service and predictor Deployments (by name), as read at one moment."""
 
+    node: str
+    namespace: str
     service: Obj | None
     deployments: dict[str, Obj]
 
@@ -86,65 +93,125 @@ class NodeState:
             return annotated
         return label
 
+    def check_of(self, node: str, namespace: str) -> None:
+        """ValueError unless this is the state of ``node`` in ``namespace``."""
+        if (node_key(self.node), self.namespace) != (node_key(node), namespace):
+            raise ValueError(
+                f"the node state was read for node {self.node} in namespace {self.namespace}, "
+                f"not for node {node} in namespace {namespace}"
+            )
 
-def read_node_state(kube: NamespacedApi, names: PredictorNames) -> NodeState:
-    service = kube.get_or_none(kube.apis.core.read_namespaced_service, names.service)
+    def record(self) -> Obj:
+        """The state as plain data, so that a later task plans from it instead of reading again
+        (``managedFields`` dropped: nothing here reads them)."""
+        return {
+            "node": self.node,
+            "namespace": self.namespace,
+            "service": _without_managed_fields(self.service),
+            "deployments": [_without_managed_fields(d) for d in self.deployments.values()],
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> NodeState:
+        """The state :meth:`record` gave; ValueError naming what does not fit."""
+        node, namespace = record.get("node"), record.get("namespace")
+        service, deployments = record.get("service"), record.get("deployments")
+        if not (isinstance(node, str) and node and isinstance(namespace, str) and namespace):
+            raise ValueError("a node state names its node and namespace")
+        if service is not None and not isinstance(service, dict):
+            raise ValueError("a node state's service is an API object or null")
+        if not isinstance(deployments, list) or not all(
+            isinstance(d, dict) and isinstance((d.get("metadata") or {}).get("name"), str)
+            for d in deployments
+        ):
+            raise ValueError("a node state's deployments are a list of named API objects")
+        return cls(node, namespace, service, {d["metadata"]["name"]: d for d in deployments})
+
+
+def _without_managed_fields(obj: Obj | None) -> Obj | None:
+    if obj is None:
+        return None
+    metadata = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    return {**obj, "metadata": metadata}
+
+
+def read_node_state(kube: NamespacedApi, node: str) -> NodeState:
+    """The node's Service and predictor Deployments: two reads, in the namespace only."""
+    service = kube.get_or_none(kube.apis.core.read_namespaced_service, service_name(node))
     deployments = kube.items(
         kube.apis.apps.list_namespaced_deployment,
-        label_selector=label_selector(node_labels(names)),
+        label_selector=label_selector(node_labels(node)),
     )
-    return NodeState(service, {d["metadata"]["name"]: d for d in deployments})
+    return NodeState(node, kube.namespace, service, {d["metadata"]["name"]: d for d in deployments})
 
 
 @dataclass(frozen=True)
-class ServingModel:
-    """The model a node's Service selects, and the one it selected before."""
+class PredictorInfo:
+    """Which model a node serves, and what deploying or rolling out on it needs to know."""
 
     node: str
+    namespace: str
+    # The node's Service, whether or not it exists yet.
     service: str
+    # The model the Service selects, and the one it selected before; None without a Service.
     model_id: str | None
     previous_model_id: str | None
+    # The selected model's Deployment, and whether the Deployment controller reports it available.
     deployment: str | None
+    available: bool
+    # The spec that Deployment was made with (model_id included); None when it records none.
+    spec: PredictorSpec | None
+    # Why the Deployment gives no spec, when it exists but its annotation does not fit.
+    spec_problem: str | None
+    # Models the node's predictor objects refer to: a store prune must keep their bundles.
+    models_in_use: tuple[str, ...]
+
+    @property
+    def summary(self) -> str:
+        where = f"node {self.node} in namespace {self.namespace}"
+        if self.model_id is None:
+            return f"{where} has no predictor Service {self.service}"
+        text = f"{where}: Service {self.service} selects model {self.model_id}"
+        if self.deployment is None:
+            text += ", which has no Deployment"
+        else:
+            state = "available" if self.available else "not available"
+            text += f" (Deployment {self.deployment}, {state})"
+        if self.previous_model_id:
+            text += f"; before it {self.previous_model_id}"
+        return text
 
 
-def serving_models(
-    apis: KubeApis, namespace: str, *, request_timeout: float = 30.0
-) -> dict[str, ServingModel]:
-    """Which model each node's predictor Service selects, keyed by node name."""
-    kube = NamespacedApi(apis, namespace, request_timeout)
-    app = f"app.kubernetes.io/name={APP_NAME}"
-    return serving_models_of(
-        kube.items(apis.core.list_namespaced_service, label_selector=app),
-        kube.items(apis.apps.list_namespaced_deployment, label_selector=app),
+def predictor_info(state: NodeState) -> PredictorInfo:
+    """What ``state`` says the node serves."""
+    model_id = state.selected_model_id()
+    previous = state.annotation(PREVIOUS_MODEL_ANNOTATION)
+    selected = state.selected_deployment() if model_id is not None else None
+    spec, problem = None, None
+    if selected is not None and model_id is not None:
+        name = selected["metadata"]["name"]
+        recorded = annotations_of(selected).get(SPEC_ANNOTATION)
+        if recorded is None:
+            problem = f"Deployment {name} has no {SPEC_ANNOTATION} annotation"
+        else:
+            try:
+                spec = recorded_spec(recorded, model_id)
+            except ManifestError as exc:
+                problem = f"Deployment {name}: {exc}"
+    in_use = {annotations_of(d).get(MODEL_ID_ANNOTATION) for d in state.deployments.values()}
+    in_use.update((model_id, previous))
+    return PredictorInfo(
+        node=state.node,
+        namespace=state.namespace,
+        service=service_name(state.node),
+        model_id=model_id,
+        previous_model_id=previous,
+        deployment=selected["metadata"]["name"] if selected is not None else None,
+        available=selected is not None and deployment_progress(selected)[0],
+        spec=spec,
+        spec_problem=problem,
+        models_in_use=tuple(sorted(m for m in in_use if m)),
     )
-
-
-def serving_models_of(
-    services: Iterable[Obj], deployments: Iterable[Obj]
-) -> dict[str, ServingModel]:
-    """:func:`serving_models` of listed Services and Deployments."""
-    deployments = list(deployments)
-    found: dict[str, ServingModel] = {}
-    for service in services:
-        node_key = labels_of(service).get(NODE_LABEL)
-        node = annotations_of(service).get(NODE_ANNOTATION) or node_key
-        if not node:
-            continue
-        own = {
-            d["metadata"]["name"]: d
-            for d in deployments
-            if labels_of(d).get(NODE_LABEL) == node_key
-        }
-        state = NodeState(service, own)
-        selected = state.selected_deployment()
-        found[node] = ServingModel(
-            node=node,
-            service=(service.get("metadata") or {}).get("name", ""),
-            model_id=state.selected_model_id(),
-            previous_model_id=state.annotation(PREVIOUS_MODEL_ANNOTATION),
-            deployment=selected["metadata"]["name"] if selected else None,
-        )
-    return found
 
 
 def deployment_progress(deployment: Obj) -> tuple[bool, str]:

@@ -28,13 +28,15 @@ from edgecast.deploy.nodestate import (
     is_terminating,
     spec_difference,
 )
-from edgecast.deploy.service import ServiceSelection
+from edgecast.deploy.service import ServiceSelection, service_difference
 
 # create: none exists; recreate: one is being deleted, create it once it is gone; update: one
 # exists with another spec; reuse: one exists with this spec; refuse: one with another spec is
 # what the Service selects already.
 DeploymentStep = Literal["create", "recreate", "update", "reuse", "refuse"]
-ServiceStep = Literal["create", "switch", "keep"]
+# create: none exists; switch: it selects another model; keep: it selects this model; update:
+# it selects this model but its type, ports or labels differ (only in place).
+ServiceStep = Literal["create", "switch", "keep", "update"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class SwitchPlan:
     # Whether the reused Deployment is available already.
     deployment_available: bool
     service_step: ServiceStep
+    # How the live Service differs from the rendered one (for update).
+    service_difference: str | None
     target: ServiceSelection
     # What a rollback puts back; None when there was no Service.
     restore: ServiceSelection | None
@@ -93,6 +97,8 @@ class SwitchPlan:
         }[self.deployment_step]
         if self.service_step == "create":
             actions.append(f"create Service {service} selecting model {self.model_id}")
+        elif self.service_step == "update":
+            actions.append(f"update Service {service} ({self.service_difference})")
         elif self.service_step == "switch":
             actions.append(
                 f"switch Service {service} from model {self.previous_model_id} to model "
@@ -128,8 +134,15 @@ def deployment_step(
     return ("refuse" if selected else "update"), difference
 
 
-def plan_from_state(spec: PredictorSpec, state: NodeState) -> SwitchPlan:
-    """The switch to ``spec`` of a node found in ``state``."""
+def plan_from_state(spec: PredictorSpec, state: NodeState, *, in_place: bool = False) -> SwitchPlan:
+    """The switch to ``spec`` of a node found in ``state``.
+
+    ``in_place``: when the Service selects the model already, a Deployment or Service that
+    differs from the spec is brought to it rather than refused. The Deployment's Recreate
+    strategy stops the old pod first, a gap for clients: the deploy role's way for a node's
+    first model, never a rollout's.
+    """
+    state.check_of(spec.node, spec.namespace)
     names = names_for(spec.node, spec.model_id)
     rendered = render(spec)
     selected = state.selected_label == names.selector[MODEL_LABEL]
@@ -137,7 +150,14 @@ def plan_from_state(spec: PredictorSpec, state: NodeState) -> SwitchPlan:
         state.annotation(PREVIOUS_MODEL_ANNOTATION) if selected else state.selected_model_id()
     )
     live = state.deployments.get(names.deployment)
-    step, difference = deployment_step(live, rendered["deployment"], selected)
+    step, difference = deployment_step(live, rendered["deployment"], selected and not in_place)
+    service_step: ServiceStep = "keep" if selected else "switch"
+    service_change = None
+    if state.service is None:
+        service_step = "create"
+    elif selected and in_place:
+        service_change = service_difference(state.service, rendered["service"])
+        service_step = "keep" if service_change is None else "update"
     remove = tuple(sorted(name for name in state.deployments if name != names.deployment))
     annotations: dict[str, str | None] = {MODEL_ID_ANNOTATION: spec.model_id}
     if previous and previous != spec.model_id:
@@ -158,7 +178,8 @@ def plan_from_state(spec: PredictorSpec, state: NodeState) -> SwitchPlan:
         deployment_step=step,
         difference=difference,
         deployment_available=live is not None and step == "reuse" and deployment_progress(live)[0],
-        service_step="create" if state.service is None else "keep" if selected else "switch",
+        service_step=service_step,
+        service_difference=service_change,
         target=ServiceSelection(selector=dict(names.selector), annotations=annotations),
         restore=restore,
         remove=remove,

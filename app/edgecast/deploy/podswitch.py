@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 from edgecast.deploy import deployments, service
 from edgecast.deploy.kube import API_ERRORS, CheckFailed, KubeApis, NamespacedApi, api_reason
-from edgecast.deploy.manifests import PredictorSpec, names_for
-from edgecast.deploy.nodestate import read_node_state
+from edgecast.deploy.manifests import PredictorSpec
+from edgecast.deploy.nodestate import NodeState, read_node_state
 from edgecast.deploy.plan import SwitchPlan, deployment_step, plan_from_state, refusal
 
 PHASES = (
@@ -92,18 +92,27 @@ class SwitchResult:
 
 
 def plan_switch(
-    apis: KubeApis, spec: PredictorSpec, *, request_timeout: float = 30.0
+    apis: KubeApis,
+    spec: PredictorSpec,
+    *,
+    in_place: bool = False,
+    state: NodeState | None = None,
+    request_timeout: float = 30.0,
 ) -> SwitchPlan:
-    """The switch to ``spec``, decided from the node's objects as they are now (reads only)."""
+    """The switch to ``spec``, decided from ``state`` (the node's objects as a read moments ago
+    found them) or else from the objects as they are now (reads only)."""
     spec.check()
-    kube = NamespacedApi(apis, spec.namespace, request_timeout)
-    return plan_from_state(spec, read_node_state(kube, names_for(spec.node, spec.model_id)))
+    if state is None:
+        state = read_node_state(NamespacedApi(apis, spec.namespace, request_timeout), spec.node)
+    return plan_from_state(spec, state, in_place=in_place)
 
 
 def pod_switch(
     apis: KubeApis,
     spec: PredictorSpec,
     *,
+    in_place: bool = False,
+    state: NodeState | None = None,
     timeouts: Timeouts | None = None,
     drain_seconds: float = 5.0,
     conflict_retries: int = 5,
@@ -113,26 +122,29 @@ def pod_switch(
 
     No change when the Service already selects the model, its Deployment is available with this
     spec and no other predictor Deployment of the node is left. Rolling back is the same call
-    with the older model's spec (its bundle must be in the node's store). Raises
-    :class:`PodSwitchError` with the reason, after leaving the old model serving. Old pods that
-    outlive the cleanup timeout are reported in ``warnings``: the switch itself succeeded.
+    with the older model's spec (its bundle must be in the node's store). ``state``, the node's
+    objects as :func:`.nodestate.read_node_state` found them moments before, saves reading them
+    again; ``in_place`` as in :func:`.plan.plan_from_state`. Raises :class:`PodSwitchError`
+    with the reason, after leaving the old model serving. Old pods that outlive the cleanup
+    timeout are reported in ``warnings``: the switch itself succeeded.
     """
     limits = timeouts or Timeouts()
     started = time.monotonic()
     spec.check()
-    kube = NamespacedApi(apis, spec.namespace, limits.request)
-    try:
-        state = read_node_state(kube, names_for(spec.node, spec.model_id))
-    except API_ERRORS as exc:
-        raise PodSwitchError(
-            f"reading the Service and Deployments of node {spec.node} in namespace "
-            f"{spec.namespace} failed: {api_reason(exc)}",
-            phase="read",
-            phases={"total": round(time.monotonic() - started, 3)},
-        ) from exc
+    if state is None:
+        kube = NamespacedApi(apis, spec.namespace, limits.request)
+        try:
+            state = read_node_state(kube, spec.node)
+        except API_ERRORS as exc:
+            raise PodSwitchError(
+                f"reading the Service and Deployments of node {spec.node} in namespace "
+                f"{spec.namespace} failed: {api_reason(exc)}",
+                phase="read",
+                phases={"total": round(time.monotonic() - started, 3)},
+            ) from exc
     return apply(
         apis,
-        plan_from_state(spec, state),
+        plan_from_state(spec, state, in_place=in_place),
         timeouts=limits,
         drain_seconds=drain_seconds,
         conflict_retries=conflict_retries,
@@ -244,8 +256,11 @@ class _Application:
         )
 
     def switch(self) -> None:
-        body = self.plan.rendered["service"]
-        service.point_service(self.kube, body, self.plan.target, self.conflict_retries)
+        plan, body = self.plan, self.plan.rendered["service"]
+        if plan.service_step == "update":
+            service.update_service(self.kube, body, plan.target, self.conflict_retries)
+        else:
+            service.point_service(self.kube, body, plan.target, self.conflict_retries)
 
     def wait_endpoints(self) -> None:
         name, timeout = self.plan.names.service, self.timeouts.endpoints

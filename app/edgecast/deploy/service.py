@@ -25,7 +25,9 @@ from edgecast.deploy.kube import (
     Objects,
     annotations_of,
     api_reason,
+    labels_of,
 )
+from edgecast.deploy.nodestate import first_difference
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 # The API server's service proxy resolves endpoints from its own view of the Service, which no
@@ -68,6 +70,42 @@ def selector_patch(service: Obj, selection: ServiceSelection) -> Obj | None:
     if changed_annotations:
         patch["metadata"]["annotations"] = changed_annotations
     return patch
+
+
+def service_difference(live: Obj, rendered: Obj) -> str | None:
+    """Where the live Service differs from the rendered one in what a switch leaves alone (its
+    type, ports, labels); server defaults such as the clusterIP are fine."""
+    wanted = {
+        "metadata": {"labels": labels_of(rendered), "annotations": annotations_of(rendered)},
+        "spec": {key: value for key, value in rendered["spec"].items() if key != "selector"},
+    }
+    return first_difference(live, wanted)
+
+
+def update_service(
+    kube: NamespacedApi, body: Obj, selection: ServiceSelection, conflict_retries: int
+) -> None:
+    """Bring the live Service to the rendered ``body`` with ``selection``, retrying 409s."""
+    name = body["metadata"]["name"]
+
+    def attempt() -> None:
+        live = kube.call(kube.apis.core.read_namespaced_service, name)
+        patch = {
+            "metadata": {
+                "resourceVersion": (live.get("metadata") or {}).get("resourceVersion"),
+                "labels": labels_of(body),
+                "annotations": {**annotations_of(body), **selection.annotations},
+            },
+            "spec": {**body["spec"], "selector": selection.selector},
+        }
+        kube.call(
+            kube.apis.core.patch_namespaced_service,
+            name,
+            body=patch,
+            _content_type="application/merge-patch+json",
+        )
+
+    retry_on_conflict(attempt, backoff=conflict_backoff(conflict_retries))
 
 
 def _patch_selector(kube: NamespacedApi, name: str, selection: ServiceSelection) -> bool:

@@ -4,7 +4,7 @@ recorded Deployments and pods."""
 from __future__ import annotations
 
 import pytest
-from recorded import RecordedApi, api_error, listing, load, served
+from recorded import RecordedApi, Watch, api_error, listing, load, served
 
 from edgecast.deploy.deployments import (
     create_deployment,
@@ -15,9 +15,11 @@ from edgecast.deploy.deployments import (
     update_deployment,
     verify_pods,
     wait_deployment_available,
+    wait_serving_available,
 )
 from edgecast.deploy.kube import CheckFailed, WatchTimeout
 from edgecast.deploy.manifests import PredictorSpec, names_for, render
+from edgecast.deploy.nodestate import NodeState
 
 NAMES = names_for("edge-1", "model-b")
 OLD = names_for("edge-1", "model-a").deployment
@@ -225,3 +227,37 @@ def test_nothing_removed_means_nothing_awaited(api: RecordedApi):
 def test_pods_of_other_models():
     pods = {p["metadata"]["name"]: p for p in (load("pod-ready.yaml"), old_pod())}
     assert pods_of_other_models(pods, "model-b") == ["predictor-edge-1-73f95cf180-6d9c7b8f5d-h4j6k"]
+
+
+def test_the_deployment_the_service_selects_is_awaited_by_a_watch(api: RecordedApi):
+    starting = load("deployment-model-b-starting.yaml")
+    api.answer(
+        "list_namespaced_deployment",
+        listing(starting, resource_version="4770"),
+        Watch(load("watch-deployment-becomes-available.yaml")),
+    )
+    state = NodeState(
+        "edge-1",
+        "edgecast",
+        load("service-selecting-model-b.yaml"),
+        {NAMES.deployment: load("deployment-model-b-deployed.yaml")},
+    )
+
+    wait_serving_available(api.kube(), state, timeout=60)
+
+    (_, listed), (_, watched) = api.called("list_namespaced_deployment")
+    assert (
+        listed["field_selector"]
+        == watched["field_selector"]
+        == (f"metadata.name={NAMES.deployment}")
+    )
+    assert watched["resource_version"] == "4770"
+
+
+def test_a_node_without_the_selected_deployment_has_nothing_to_wait_for(api: RecordedApi):
+    state = NodeState("edge-1", "edgecast", load("service-selecting-model-b.yaml"), {})
+
+    with pytest.raises(CheckFailed, match="no Deployment to wait for: node edge-1 in namespace"):
+        wait_serving_available(api.kube(), state, timeout=60)
+
+    assert api.calls == []

@@ -11,6 +11,7 @@ from recorded import RecordedApi, Watch, api_error, listing, load
 
 from edgecast.deploy.kube import (
     CheckFailed,
+    KubeConfigError,
     WatchTimeout,
     api_reason,
     connect,
@@ -87,8 +88,16 @@ def test_selectors_and_short_texts():
 
 
 def test_a_context_needs_a_kubeconfig():
-    with pytest.raises(ValueError, match="needs a kubeconfig file"):
+    with pytest.raises(KubeConfigError, match="needs a kubeconfig file"):
         connect(None, "edge")
+
+
+def test_an_unusable_kubeconfig_is_named(tmp_path):
+    missing = tmp_path / "kubeconfig"
+    with pytest.raises(
+        KubeConfigError, match=f"cannot configure the Kubernetes client from {missing}"
+    ):
+        connect(str(missing))
 
 
 def is_available(objects: dict) -> bool:

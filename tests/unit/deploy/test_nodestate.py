@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import json
 
 import pytest
 from recorded import RecordedApi, listing, load, served
@@ -13,21 +13,27 @@ from edgecast.deploy.nodestate import (
     deployment_progress,
     first_difference,
     is_ready_pod,
+    predictor_info,
     progress_deadline_exceeded,
     read_node_state,
-    serving_models_of,
     spec_difference,
 )
+
+A = names_for("edge-1", "model-a")
+B = names_for("edge-1", "model-b")
 
 
 def deployment_of(model_id: str, node: str = "edge-1", image: str = "edgecast-predictor:test"):
     return served(render(PredictorSpec(node=node, model_id=model_id, image=image))["deployment"])
 
 
+def state_of(service: dict | None, *deployments: dict) -> NodeState:
+    return NodeState("edge-1", "edgecast", service, {d["metadata"]["name"]: d for d in deployments})
+
+
 def node_serving(model_id: str, *deployed: str) -> NodeState:
     service = load(f"service-selecting-{model_id}.yaml")
-    deployments = [deployment_of(m) for m in deployed]
-    return NodeState(service, {d["metadata"]["name"]: d for d in deployments})
+    return state_of(service, *(deployment_of(m) for m in deployed))
 
 
 def test_the_selected_model_comes_from_its_deployment():
@@ -50,11 +56,11 @@ def test_without_its_deployment_the_service_annotation_names_the_model():
 def test_a_label_without_a_matching_annotation_is_the_model():
     service = load("service-selecting-model-a.yaml")
     service["metadata"]["annotations"]["edgecast.io/model-id"] = "model-z"
-    assert NodeState(service, {}).selected_model_id() == "model-a"
+    assert state_of(service).selected_model_id() == "model-a"
 
 
 def test_a_node_without_service_selects_nothing():
-    state = NodeState(None, {})
+    state = state_of(None)
     assert (state.selector, state.selected_label, state.selected_model_id()) == ({}, None, None)
     assert state.annotation("edgecast.io/model-id") is None
 
@@ -64,36 +70,148 @@ def test_the_node_state_is_read_with_the_nodes_labels(api: RecordedApi):
     api.answer("read_namespaced_service", load("service-selecting-model-a.yaml"))
     api.answer("list_namespaced_deployment", listing(deployment))
 
-    state = read_node_state(api.kube(), names_for("edge-1", "model-b"))
+    state = read_node_state(api.kube(), "edge-1")
 
+    assert (state.node, state.namespace) == ("edge-1", "edgecast")
     assert state.selected_label == "model-a"
     assert list(state.deployments) == [deployment["metadata"]["name"]]
+    ((args, _),) = api.called("read_namespaced_service")
+    assert args == ("predictor-edge-1",)
     ((_, kwargs),) = api.called("list_namespaced_deployment")
     assert kwargs["label_selector"] == (
         "app.kubernetes.io/name=edgecast-predictor,edgecast.io/node=edge-1"
     )
 
 
-def test_serving_models_by_node():
-    other = copy.deepcopy(load("service-selecting-model-a.yaml"))
-    other["metadata"]["name"] = "predictor-edge-2"
-    other["metadata"]["labels"]["edgecast.io/node"] = "edge-2"
-    other["metadata"]["annotations"]["edgecast.io/node"] = "edge-2"
-    other["spec"]["selector"]["edgecast.io/node"] = "edge-2"
-    stray = copy.deepcopy(other)
-    del stray["metadata"]["labels"]["edgecast.io/node"]
-    del stray["metadata"]["annotations"]["edgecast.io/node"]
-    services = [load("service-selecting-model-b.yaml"), other, stray]
-    deployments = [deployment_of("model-b"), deployment_of("model-a", node="edge-2")]
+def test_a_switched_node_serves_its_services_model_with_the_recorded_spec():
+    deployed = load("deployment-model-b-deployed.yaml")
+    state = state_of(load("service-selecting-model-b.yaml"), deployed, deployment_of("model-a"))
 
-    found = serving_models_of(services, deployments)
+    info = predictor_info(state)
 
-    assert set(found) == {"edge-1", "edge-2"}, "a Service without a node is not a node's"
-    assert (found["edge-1"].model_id, found["edge-1"].previous_model_id) == ("model-b", "model-a")
-    assert found["edge-1"].deployment == names_for("edge-1", "model-b").deployment
-    assert (found["edge-2"].model_id, found["edge-2"].previous_model_id) == ("model-a", None)
-    assert found["edge-2"].service == "predictor-edge-2"
-    assert found["edge-2"].deployment == names_for("edge-2", "model-a").deployment
+    assert (info.model_id, info.previous_model_id) == ("model-b", "model-a")
+    assert (info.service, info.deployment, info.available) == (
+        "predictor-edge-1",
+        B.deployment,
+        True,
+    )
+    assert info.spec == PredictorSpec(
+        node="edge-1", model_id="model-b", image="edgecast-predictor:test"
+    )
+    assert info.spec_problem is None
+    assert info.models_in_use == ("model-a", "model-b")
+    assert info.summary == (
+        "node edge-1 in namespace edgecast: Service predictor-edge-1 selects model model-b "
+        f"(Deployment {B.deployment}, available); before it model-a"
+    )
+
+
+def test_the_recorded_spec_renders_the_deployment_it_came_from():
+    deployed = load("deployment-model-b-deployed.yaml")
+
+    spec = predictor_info(state_of(load("service-selecting-model-b.yaml"), deployed)).spec
+
+    assert spec is not None
+    assert spec_difference(deployed, render(spec)["deployment"]) is None
+
+
+def test_a_node_without_service_serves_nothing_but_its_leftovers_stay_in_use():
+    info = predictor_info(state_of(None, deployment_of("model-a")))
+
+    assert (info.model_id, info.previous_model_id, info.deployment) == (None, None, None)
+    assert (info.available, info.spec) == (False, None)
+    assert info.service == "predictor-edge-1"
+    assert info.models_in_use == ("model-a",)
+    assert (
+        info.summary
+        == "node edge-1 in namespace edgecast has no predictor Service predictor-edge-1"
+    )
+
+
+def test_a_service_whose_deployment_is_gone_serves_its_annotated_model():
+    info = predictor_info(state_of(load("service-selecting-model-b.yaml")))
+
+    assert (info.model_id, info.deployment, info.spec, info.available) == (
+        "model-b",
+        None,
+        None,
+        False,
+    )
+    assert info.summary.endswith(
+        "selects model model-b, which has no Deployment; before it model-a"
+    )
+
+
+def test_a_starting_deployment_is_not_available():
+    starting = load("deployment-model-b-starting.yaml")
+
+    info = predictor_info(state_of(load("service-selecting-model-b.yaml"), starting))
+
+    assert (info.deployment, info.available) == (B.deployment, False)
+    assert "(Deployment predictor-edge-1-af30308345, not available)" in info.summary
+
+
+@pytest.mark.parametrize(
+    ("annotation", "problem"),
+    [
+        (None, "has no edgecast.io/spec annotation"),
+        ("{not json", "edgecast.io/spec is not JSON ("),
+        ("[]", "edgecast.io/spec is not a JSON object"),
+        ('{"image": "x", "node": "edge-1", "gpu": 1}', "does not hold PredictorSpec fields ("),
+        ('{"image": "x", "node": "edge-1", "runtime": "onnx"}', "runtime must be litert or keras"),
+    ],
+)
+def test_a_deployment_without_a_usable_spec_says_why(annotation, problem):
+    deployed = load("deployment-model-b-deployed.yaml")
+    del deployed["metadata"]["annotations"]["edgecast.io/spec"]
+    if annotation is not None:
+        deployed["metadata"]["annotations"]["edgecast.io/spec"] = annotation
+
+    info = predictor_info(state_of(load("service-selecting-model-b.yaml"), deployed))
+
+    assert (info.model_id, info.deployment, info.spec) == ("model-b", B.deployment, None)
+    assert info.spec_problem.startswith(f"Deployment {B.deployment}")
+    assert problem in info.spec_problem
+
+
+def test_the_state_travels_as_plain_data_without_managed_fields():
+    deployed = load("deployment-model-b-deployed.yaml")
+    state = state_of(load("service-selecting-model-b.yaml"), deployed)
+
+    record = json.loads(json.dumps(state.record()))
+    again = NodeState.from_record(record)
+
+    assert "managedFields" not in json.dumps(record)
+    assert "managedFields" in json.dumps(deployed)
+    assert (again.node, again.namespace, list(again.deployments)) == (
+        "edge-1",
+        "edgecast",
+        [B.deployment],
+    )
+    assert predictor_info(again) == predictor_info(state)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"node": ""}, "names its node and namespace"),
+        ({"service": "predictor-edge-1"}, "service is an API object or null"),
+        ({"deployments": [{"metadata": {}}]}, "list of named API objects"),
+    ],
+)
+def test_a_malformed_state_record_is_refused(change, message):
+    record = {**state_of(None, deployment_of("model-a")).record(), **change}
+    with pytest.raises(ValueError, match=message):
+        NodeState.from_record(record)
+
+
+def test_a_state_belongs_to_its_node_and_namespace():
+    state = state_of(None)
+    state.check_of("edge-1", "edgecast")
+    with pytest.raises(ValueError, match="read for node edge-1 in namespace edgecast, not for"):
+        state.check_of("edge-2", "edgecast")
+    with pytest.raises(ValueError, match="not for node edge-1 in namespace other"):
+        state.check_of("edge-1", "other")
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ def deployment(model_id: str, image: str = "edgecast-predictor:test", **extra: o
 
 def node(serving: str | None, *deployments: dict) -> NodeState:
     service = load(f"service-selecting-{serving}.yaml") if serving else None
-    return NodeState(service, {d["metadata"]["name"]: d for d in deployments})
+    return NodeState("edge-1", "edgecast", service, {d["metadata"]["name"]: d for d in deployments})
 
 
 def test_a_switch_from_the_serving_model():
@@ -38,6 +38,7 @@ def test_a_switch_from_the_serving_model():
         difference=None,
         deployment_available=False,
         service_step="switch",
+        service_difference=None,
         target=ServiceSelection(
             selector=B.selector,
             annotations={
@@ -162,3 +163,54 @@ def test_deployment_step(live, selected, step):
     decided, difference = deployment_step(found, render(spec("model-b"))["deployment"], selected)
     assert decided == step
     assert (difference is not None) == (live == "other")
+
+
+def test_in_place_updates_the_serving_deployment_without_a_rollback():
+    live = deployment("model-b", image="edgecast-predictor:old")
+
+    plan = plan_from_state(spec("model-b"), node("model-b", live), in_place=True)
+
+    assert (plan.deployment_step, plan.service_step) == ("update", "keep")
+    assert plan.refusal is None
+    assert plan.actions == (f"update Deployment {B.deployment} ({plan.difference})",)
+    assert (plan.rollback, plan.drain) == (False, False), "nothing to go back to"
+
+
+def test_in_place_brings_the_service_to_the_spec():
+    wanted = PredictorSpec(
+        node="edge-1",
+        model_id="model-b",
+        image="edgecast-predictor:test",
+        service_type="NodePort",
+        node_port=30080,
+    )
+    live = deployment("model-b")
+    live["metadata"]["annotations"]["edgecast.io/spec"] = render(wanted)["deployment"]["metadata"][
+        "annotations"
+    ]["edgecast.io/spec"]
+
+    plan = plan_from_state(wanted, node("model-b", live), in_place=True)
+
+    assert plan.service_step == "update"
+    assert plan.service_difference == "spec.type: 'ClusterIP' != 'NodePort'"
+    assert plan.deployment_step == "reuse"
+    assert plan.actions == (f"update Service predictor-edge-1 ({plan.service_difference})",)
+
+
+def test_in_place_changes_nothing_on_a_node_that_matches():
+    plan = plan_from_state(spec("model-b"), node("model-b", deployment("model-b")), in_place=True)
+    assert not plan.changed
+
+
+def test_a_switch_leaves_the_service_settings_alone():
+    wanted = PredictorSpec(
+        node="edge-1", model_id="model-b", image="edgecast-predictor:test", service_port=9090
+    )
+    plan = plan_from_state(wanted, node("model-a", deployment("model-a")))
+    assert (plan.service_step, plan.service_difference) == ("switch", None)
+
+
+def test_a_state_of_another_node_is_refused():
+    other = NodeState("edge-2", "edgecast", None, {})
+    with pytest.raises(ValueError, match="read for node edge-2 in namespace edgecast"):
+        plan_from_state(spec("model-b"), other)

@@ -24,9 +24,13 @@ def deployment(model_id: str, image: str = "edgecast-predictor:test") -> dict:
     return served(render(spec(model_id, image))["deployment"])
 
 
+def state_of(serving: str, *deployments: dict) -> NodeState:
+    service = load(f"service-selecting-{serving}.yaml")
+    return NodeState("edge-1", "edgecast", service, {d["metadata"]["name"]: d for d in deployments})
+
+
 def switch_from_a_to_b():
-    state = NodeState(load("service-selecting-model-a.yaml"), {A.deployment: deployment("model-a")})
-    return plan_from_state(spec("model-b"), state)
+    return plan_from_state(spec("model-b"), state_of("model-a", deployment("model-a")))
 
 
 def new_deployment_starts(api: RecordedApi) -> None:
@@ -71,7 +75,7 @@ def test_the_phases_run_in_order_and_the_old_deployment_goes(api: RecordedApi):
 
 
 def test_a_plan_without_changes_makes_no_call(api: RecordedApi):
-    state = NodeState(load("service-selecting-model-b.yaml"), {B.deployment: deployment("model-b")})
+    state = state_of("model-b", deployment("model-b"))
 
     result = apply(api.kube().apis, plan_from_state(spec("model-b"), state), timeouts=FAST)
 
@@ -83,7 +87,7 @@ def test_a_plan_without_changes_makes_no_call(api: RecordedApi):
 
 def test_a_refused_plan_fails_in_create_and_leaves_the_node_alone(api: RecordedApi):
     stale = deployment("model-b", image="edgecast-predictor:old")
-    state = NodeState(load("service-selecting-model-b.yaml"), {B.deployment: stale})
+    state = state_of("model-b", stale)
 
     with pytest.raises(PodSwitchError) as failure:
         apply(api.kube().apis, plan_from_state(spec("model-b"), state), timeouts=FAST)
@@ -155,3 +159,51 @@ def test_an_unreadable_node_fails_before_any_change(api: RecordedApi):
     )
     assert failure.value.phase == "read"
     assert [name for name, _, _ in api.calls] == ["read_namespaced_service"]
+
+
+def test_a_switch_given_the_state_read_before_does_not_read_it_again(api: RecordedApi):
+    api.answer("create_namespaced_deployment", api_error(500, "etcdserver: request timed out"))
+    api.answer("delete_namespaced_deployment", {})
+
+    with pytest.raises(PodSwitchError, match="failed in phase create"):
+        pod_switch(
+            api.kube().apis,
+            spec("model-b"),
+            state=state_of("model-a", deployment("model-a")),
+            timeouts=FAST,
+        )
+
+    assert [name for name, _, _ in api.calls] == [
+        "create_namespaced_deployment",
+        "delete_namespaced_deployment",
+    ]
+
+
+def test_in_place_updates_the_serving_deployment_and_service_without_reverting(api: RecordedApi):
+    wanted = PredictorSpec(
+        node="edge-1", model_id="model-b", image="edgecast-predictor:test", service_port=9090
+    )
+    stale = deployment("model-b", image="edgecast-predictor:old")
+    api.answer("patch_namespaced_deployment", {})
+    api.answer("list_namespaced_deployment", listing(deployment("model-b")))
+    api.answer("list_namespaced_pod", listing(load("pod-ready.yaml")))
+    api.answer("connect_get_namespaced_pod_proxy_with_path", {"model_id": "model-b"})
+    api.answer("read_namespaced_service", load("service-selecting-model-b.yaml"))
+    api.answer("patch_namespaced_service", {})
+    api.answer("list_namespaced_endpoint_slice", listing(load("endpointslice-new-pod.yaml")))
+    api.answer("connect_get_namespaced_service_proxy_with_path", {"model_id": "model-b"})
+
+    result = apply(
+        api.kube().apis,
+        plan_from_state(wanted, state_of("model-b", stale), in_place=True),
+        timeouts=FAST,
+    )
+
+    assert result.changed
+    assert result.removed_deployments == ()
+    ((_, patched),) = api.called("patch_namespaced_service")
+    assert patched["body"]["spec"]["ports"][0]["port"] == 9090
+    assert patched["body"]["spec"]["selector"] == B.selector
+    assert patched["body"]["metadata"]["resourceVersion"] == "4890"
+    assert patched["body"]["metadata"]["annotations"]["edgecast.io/previous-model-id"] == "model-a"
+    assert api.called("delete_namespaced_deployment") == []

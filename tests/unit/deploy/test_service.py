@@ -15,6 +15,8 @@ from edgecast.deploy.service import (
     point_service,
     restore_service,
     selector_patch,
+    service_difference,
+    update_service,
     verify_service,
     wait_endpoints,
 )
@@ -69,6 +71,49 @@ def test_selector_keys_not_wanted_are_removed_and_an_equal_selector_is_left_alon
     service["spec"]["selector"]["tier"] = "edge"
     assert selector_patch(service, TO_B)["spec"]["selector"]["tier"] is None
     assert selector_patch(load("service-selecting-model-b.yaml"), TO_B) is None
+
+
+def test_server_defaults_do_not_make_a_service_differ():
+    assert service_difference(load("service-selecting-model-b.yaml"), service_body()) is None
+
+
+def test_the_type_and_ports_make_a_service_differ_but_its_selector_does_not():
+    body = render(
+        PredictorSpec(
+            node="edge-1",
+            model_id="model-a",
+            image="edgecast-predictor:test",
+            service_type="NodePort",
+        )
+    )["service"]
+    assert service_difference(load("service-selecting-model-b.yaml"), body) == (
+        "spec.type: 'ClusterIP' != 'NodePort'"
+    )
+    body = render(
+        PredictorSpec(
+            node="edge-1", model_id="model-a", image="edgecast-predictor:test", service_port=9090
+        )
+    )["service"]
+    assert service_difference(load("service-selecting-model-b.yaml"), body) == (
+        "spec.ports[0].port: 8080 != 9090"
+    )
+
+
+def test_an_update_retries_a_conflict_on_a_fresh_read(api: RecordedApi):
+    api.answer("read_namespaced_service", load("service-selecting-model-b.yaml"))
+    api.answer("patch_namespaced_service", api_error(409, "the object has been modified"), {})
+
+    update_service(api.kube(), service_body(), TO_B, conflict_retries=2)
+
+    assert len(api.called("read_namespaced_service")) == 2
+    (_, patch), _ = api.called("patch_namespaced_service")
+    assert patch["_content_type"] == "application/merge-patch+json"
+    assert patch["body"]["metadata"]["resourceVersion"] == "4890"
+    assert patch["body"]["metadata"]["annotations"] == {
+        "edgecast.io/node": "edge-1",
+        "edgecast.io/model-id": "model-b",
+        "edgecast.io/previous-model-id": "model-a",
+    }
 
 
 def test_the_switch_retries_a_conflict_on_a_fresh_read(api: RecordedApi):
