@@ -16,9 +16,19 @@ from flask.testing import FlaskClient
 from edgecast.predictor.app import create_app
 from edgecast.predictor.config import PredictorConfig
 from edgecast.predictor.server import build_state, load_initial_model
-from edgecast_harness.bad_requests import BAD_INPUTS, HOSTILE_INPUTS, JSON, hourly, json_error
+from edgecast_harness.bad_requests import (
+    ACCEPTED_AUTHORIZATIONS,
+    ADMIN_BAD_REQUESTS,
+    BAD_INPUTS,
+    BAD_ROUTES,
+    HOSTILE_INPUTS,
+    JSON,
+    hourly,
+    json_error,
+)
 from edgecast_harness.bad_requests import timestamps_body as with_timestamps
 from edgecast_harness.bodies import window_from_data
+from edgecast_harness.predictor import ADMIN_TOKEN
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +44,16 @@ def client(golden_bundle: Path) -> Iterator[FlaskClient]:
     app = create_app(state)
     with app.test_client() as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def admin_client(golden_bundle: Path) -> FlaskClient:
+    config = PredictorConfig(
+        model_store=golden_bundle.parent, runtime="litert", admin_token=ADMIN_TOKEN
+    )
+    state = build_state(config)
+    load_initial_model(state)
+    return create_app(state).test_client()
 
 
 def assert_serves(client: FlaskClient, body: dict) -> dict:
@@ -61,6 +81,57 @@ def test_hostile_json_is_a_4xx_not_an_internal_error(
     assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
     assert response.get_json()["error"]
     assert_serves(client, body)
+
+
+@pytest.mark.parametrize(("method", "path", "status"), BAD_ROUTES)
+def test_routes_outside_the_api_are_json_errors(
+    client: FlaskClient, body: dict, method: str, path: str, status: int
+) -> None:
+    response = client.open(path, method=method, json=body)
+    json_error(response.status_code, response.headers, response.text, status, ())
+    if status == 405:
+        assert response.headers["Allow"], response.headers
+
+
+@pytest.mark.parametrize(("make_request", "status", "fragments"), ADMIN_BAD_REQUESTS)
+def test_bad_admin_requests_are_400_naming_the_problem(
+    admin_client: FlaskClient, golden_bundle: Path, make_request, status: int, fragments
+) -> None:
+    kwargs = make_request(golden_bundle.name)
+    kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": f"Bearer {ADMIN_TOKEN}"}
+    response = admin_client.post("/admin/v1/models", **kwargs)
+    error = json_error(response.status_code, response.headers, response.text, status, fragments)
+    assert "loads" not in error["error"]
+
+
+@pytest.mark.parametrize("authorization", ACCEPTED_AUTHORIZATIONS)
+def test_the_bearer_scheme_is_case_insensitive(
+    admin_client: FlaskClient, authorization: str
+) -> None:
+    headers = {"Authorization": authorization.format(token=ADMIN_TOKEN)}
+    response = admin_client.post("/admin/v1/rollback", headers=headers)
+    json_error(response.status_code, response.headers, response.text, 409, ("no previous model",))
+
+
+@pytest.mark.parametrize("scheme", ["Basic", "Bearerx", "Token"])
+def test_other_schemes_are_refused(admin_client: FlaskClient, scheme: str) -> None:
+    headers = {"Authorization": f"{scheme} {ADMIN_TOKEN}"}
+    response = admin_client.post("/admin/v1/rollback", headers=headers)
+    json_error(response.status_code, response.headers, response.text, 401, ("bearer token",))
+
+
+def test_timestamps_in_the_configured_years_are_accepted(golden_bundle: Path, body: dict) -> None:
+    config = PredictorConfig(
+        model_store=golden_bundle.parent, runtime="litert", first_year=1990, last_year=2016
+    )
+    state = build_state(config)
+    load_initial_model(state)
+    client = create_app(state).test_client()
+    response = client.post("/v1/predict", json=body)  # ends in December 2017
+    json_error(response.status_code, response.headers, response.text, 400, ("1990 to 2016",))
+    early = {**body, "last_timestamp": "1990-01-01T00:00:00+00:00"}
+    answer = assert_serves(client, early)
+    assert answer["timestamps"][0] == "1990-01-01T01:00:00Z"
 
 
 def test_a_valid_request_gets_the_next_24_hours(client: FlaskClient, body: dict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -23,8 +24,11 @@ from edgecast.predictor.validation import (
     parse_json,
     parse_predict_request,
 )
+from edgecast.store_rules import MODEL_ID_PATTERN
 
 log = logging.getLogger("edgecast.predictor")
+PREDICT_BODY = "a JSON object with 'loads' and 'last_timestamp'"
+SWAP_BODY = '{"model_id": "<a model in the store>"}'
 
 
 @dataclass
@@ -70,7 +74,9 @@ def _api(state: PredictorState) -> Blueprint:
             return _error("no model is loaded yet", 503, reason=state.load_error)
         body = request.get_data(cache=False)
         forecaster = serving.forecaster
-        parsed = parse_predict_request(parse_json(body), forecaster.config)
+        parsed = parse_predict_request(
+            parse_json(body, PREDICT_BODY), forecaster.config, state.config.years
+        )
         values = forecaster.forecast(parsed.loads, parsed.last_timestamp, parsed.temperatures)
         horizon = forecaster.config.horizon
         response = jsonify(
@@ -118,13 +124,20 @@ def _api(state: PredictorState) -> Blueprint:
     return api
 
 
+def _bearer_token(authorization: str) -> bytes:
+    """The credentials of a Bearer ``Authorization`` header (the scheme is case-insensitive,
+    RFC 7235); empty for any other scheme."""
+    scheme, _, credentials = authorization.partition(" ")
+    return credentials.lstrip(" ").encode() if scheme.lower() == "bearer" else b""
+
+
 def _admin(state: PredictorState, token: str) -> Blueprint:
     admin = Blueprint("admin", __name__, url_prefix="/admin/v1")
-    expected = f"Bearer {token}".encode()
+    expected = token.encode()
 
     @admin.before_request
     def authenticate() -> tuple[Response, int] | None:
-        given = request.headers.get("Authorization", "").encode()
+        given = _bearer_token(request.headers.get("Authorization", ""))
         if not hmac.compare_digest(given, expected):
             response, status = _error("missing or wrong bearer token", 401)
             response.headers["WWW-Authenticate"] = 'Bearer realm="edgecast-admin"'
@@ -135,12 +148,18 @@ def _admin(state: PredictorState, token: str) -> Blueprint:
     def swap() -> tuple[Response, int]:
         if request.mimetype != "application/json":
             raise RequestError("Content-Type must be application/json", status=415)
-        payload = parse_json(request.get_data(cache=False))
+        payload = parse_json(request.get_data(cache=False), SWAP_BODY)
         if not isinstance(payload, dict) or set(payload) != {"model_id"}:
-            raise RequestError('the body must be {"model_id": "<a model in the store>"}')
+            raise RequestError(f"the body must be {SWAP_BODY}")
+        model_id = payload["model_id"]
+        if not isinstance(model_id, str) or MODEL_ID_PATTERN.fullmatch(model_id) is None:
+            raise RequestError(
+                f"'model_id' {json.dumps(model_id)[:60]} is not a model id: 1 to 128 letters, "
+                "digits, '.', '_' or '-', starting with a letter or digit"
+            )
         old = state.holder.current
         try:
-            serving = state.holder.load(payload["model_id"])
+            serving = state.holder.load(model_id)
         except SwapInProgress as exc:
             return _error(str(exc), 409)
         except LookupError as exc:
@@ -148,7 +167,7 @@ def _admin(state: PredictorState, token: str) -> Blueprint:
             return _error(str(exc), 404)
         except (BundleError, ParityError) as exc:
             state.metrics.swaps.labels("refused").inc()
-            log.warning("refused model %s: %s", payload["model_id"], exc)
+            log.warning("refused model %s: %s", model_id, exc)
             return _error(
                 f"bundle refused: {exc}",
                 422,
@@ -185,6 +204,10 @@ def _admin(state: PredictorState, token: str) -> Blueprint:
 def create_app(state: PredictorState) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = state.config.max_body_bytes
+    # No answer outside the JSON API: OPTIONS would be an empty text/html 200, and a merged
+    # slash ("/v1//predict") an HTML redirect; both are then a JSON 405 or 404.
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    app.url_map.merge_slashes = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["edgecast"] = state
     app.register_blueprint(_api(state))
@@ -200,7 +223,11 @@ def create_app(state: PredictorState) -> Flask:
         message = exc.description or exc.name
         if exc.code == 413:
             message = f"body is larger than the limit of {state.config.max_body_bytes} bytes"
-        return _error(message, exc.code or 500)
+        response, status = _error(message, exc.code or 500)
+        for name, value in exc.get_headers():  # Allow, on a 405
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, status
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> tuple[Response, int]:

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgecast.predictor.validation import FIRST_YEAR, LAST_YEAR, Years
 from edgecast.runtimes import RUNTIMES
 
 TOKEN_ENV = "EDGECAST_ADMIN_TOKEN"
@@ -30,6 +31,8 @@ class PredictorConfig:
     threads: int = 4
     shutdown_delay_s: float = 0.0
     drain_timeout_s: float = 30.0
+    first_year: int = FIRST_YEAR
+    last_year: int = LAST_YEAR
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
@@ -38,6 +41,14 @@ class PredictorConfig:
             raise ConfigError(f"the admin token must be at least {MIN_TOKEN_LENGTH} characters")
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
+        try:
+            Years(self.first_year, self.last_year)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    @property
+    def years(self) -> Years:
+        return Years(self.first_year, self.last_year)
 
 
 def read_admin_token(token_file: Path | None = None) -> str | None:

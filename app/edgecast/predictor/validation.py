@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -12,6 +13,14 @@ import numpy as np
 from edgecast.architecture import SBNConfig
 
 ALLOWED_FIELDS = ("loads", "last_timestamp", "timestamps", "temperatures")
+FIRST_YEAR, LAST_YEAR = 2000, 2100
+# ISO 8601's extended format as RFC 3339 profiles it (seconds and the zone optional; no zone
+# is UTC). datetime.fromisoformat alone takes far more: anything after a NUL, offsets with
+# seconds and microseconds, compact and week dates.
+_ISO_8601 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})?"
+)
 
 
 class RequestError(ValueError):
@@ -29,19 +38,52 @@ class PredictRequest:
     temperatures: np.ndarray | None
 
 
+@dataclass(frozen=True)
+class Years:
+    """The years a timestamp may fall in: far-off dates are typing errors or probes, and near
+    the ends of datetime's range converting them overflows."""
+
+    first: int = FIRST_YEAR
+    last: int = LAST_YEAR
+
+    def __post_init__(self) -> None:
+        if not 1 < self.first <= self.last < 9999:
+            raise ValueError(
+                f"the years must satisfy 1 < first <= last < 9999, got {self.first}-{self.last}"
+            )
+
+
+DEFAULT_YEARS = Years()
+
+
 def _reject_constant(name: str) -> float:
     raise RequestError(f"{name} is not allowed: every value must be a finite number")
 
 
-def parse_json(body: bytes) -> object:
+def _object_without_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object whose keys are all different (otherwise the last one would silently win)."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise RequestError(f"duplicate key {json.dumps(key)[:60]}: send each field once")
+            seen.add(key)
+    return result
+
+
+def parse_json(body: bytes, expected: str) -> object:
+    """The JSON document in ``body``; ``expected`` tells the client what to send instead."""
     if not body:
-        raise RequestError("empty body: send a JSON object with 'loads' and 'last_timestamp'")
+        raise RequestError(f"empty body: send {expected}")
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        return json.loads(
+            body, parse_constant=_reject_constant, object_pairs_hook=_object_without_duplicates
+        )
     except RequestError:
         raise
     except RecursionError:
-        raise RequestError("body is nested too deeply to be a prediction request") from None
+        raise RequestError("body is nested too deeply to be a JSON request") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(f"body is not valid JSON: {exc}") from None
 
@@ -66,24 +108,36 @@ def _numbers(name: str, value: object, length: int, *, non_negative: bool) -> np
     return array
 
 
-def _timestamp(name: str, value: object) -> int:
+def _timestamp(name: str, value: object, years: Years) -> int:
+    example = "such as 2017-12-31T23:00:00Z"
     if not isinstance(value, str):
-        raise RequestError(f"'{name}' must be an ISO 8601 string such as 2017-12-31T23:00:00Z")
+        raise RequestError(f"'{name}' must be an ISO 8601 string {example}")
+    if _ISO_8601.fullmatch(value) is None:
+        raise RequestError(f"'{name}' is not an ISO 8601 timestamp {example}: {value[:40]!r}")
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise RequestError(f"'{name}' is not an ISO 8601 timestamp: {value[:40]!r}") from None
+        raise RequestError(f"'{name}' is not a valid date and time: {value!r}") from None
+    outside = RequestError(
+        f"'{name}' {value!r} is outside the years {years.first} to {years.last} "
+        "that this predictor accepts"
+    )
+    # An offset moves the instant by less than a day, so the conversion cannot overflow here.
+    if not years.first - 1 <= moment.year <= years.last + 1:
+        raise outside
     moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if not years.first <= moment.year <= years.last:
+        raise outside
     if (moment.minute, moment.second, moment.microsecond) != (0, 0, 0):
         raise RequestError(f"'{name}' {value!r} is not on the hour: the series must be hourly")
     return int(moment.timestamp())
 
 
-def _last_of_hourly(value: object, length: int) -> int:
+def _last_of_hourly(value: object, length: int, years: Years) -> int:
     if not isinstance(value, list) or len(value) != length:
         got = len(value) if isinstance(value, list) else type(value).__name__
         raise RequestError(f"'timestamps' must be a list of {length} hourly timestamps, got {got}")
-    stamps = [_timestamp(f"timestamps[{i}]", v) for i, v in enumerate(value)]
+    stamps = [_timestamp(f"timestamps[{i}]", v, years) for i, v in enumerate(value)]
     for i in range(1, length):
         if stamps[i] - stamps[i - 1] != 3600:
             raise RequestError(
@@ -93,7 +147,9 @@ def _last_of_hourly(value: object, length: int) -> int:
     return stamps[-1]
 
 
-def parse_predict_request(payload: object, config: SBNConfig) -> PredictRequest:
+def parse_predict_request(
+    payload: object, config: SBNConfig, years: Years = DEFAULT_YEARS
+) -> PredictRequest:
     if not isinstance(payload, dict):
         raise RequestError("the body must be a JSON object")
     unknown = sorted(set(payload) - set(ALLOWED_FIELDS))
@@ -106,11 +162,16 @@ def parse_predict_request(payload: object, config: SBNConfig) -> PredictRequest:
     if has_last == has_list:
         raise RequestError("give exactly one of 'last_timestamp' or 'timestamps'")
     if has_last:
-        last = _timestamp("last_timestamp", payload["last_timestamp"])
+        last = _timestamp("last_timestamp", payload["last_timestamp"], years)
     else:
-        last = _last_of_hourly(payload["timestamps"], config.window)
+        last = _last_of_hourly(payload["timestamps"], config.window, years)
     temperatures = None
     if "temperatures" in payload:
+        if not config.use_temperature:
+            raise RequestError(
+                "'temperatures' is not used by this model (it was trained without outdoor "
+                "temperature): leave the field out"
+            )
         temperatures = _numbers(
             "temperatures", payload["temperatures"], config.window, non_negative=False
         )
@@ -119,12 +180,13 @@ def parse_predict_request(payload: object, config: SBNConfig) -> PredictRequest:
             f"missing field 'temperatures': this model needs {config.window} hourly outdoor "
             "temperatures (degC) aligned with 'loads'"
         )
-    return PredictRequest(loads, last, temperatures if config.use_temperature else None)
+    return PredictRequest(loads, last, temperatures)
 
 
 def iso_hours(first: int, count: int) -> list[str]:
+    """``count`` hourly UTC timestamps from ``first``, always with a four-digit year."""
     return [
-        datetime.fromtimestamp(first + 3600 * i, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        datetime.fromtimestamp(first + 3600 * i, UTC).isoformat().replace("+00:00", "Z")
         for i in range(count)
     ]
 

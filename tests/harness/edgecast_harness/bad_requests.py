@@ -55,6 +55,12 @@ def replace_load_text(body: dict, index: int, literal: str) -> bytes:
     ).encode()
 
 
+def duplicate_key_body(body: dict, key: str) -> bytes:
+    """The body's JSON text with ``key`` given twice: first with strings for values, then as is."""
+    first = json.dumps(key) + ": " + json.dumps([str(v) for v in body["loads"]][:3])
+    return ("{" + first + ", " + json.dumps(body)[1:]).encode()
+
+
 def timestamps_body(body: dict, stamps: object) -> dict:
     return {"loads": body["loads"], "timestamps": stamps}
 
@@ -290,10 +296,74 @@ BAD_INPUTS = [
         id="loads-a-string",
     ),
     pytest.param(
-        lambda b: {"json": {**b, "temperatures": [10.0] * 599}},
+        lambda b: {"json": {**b, "temperatures": [10.0] * 600}},
         400,
-        ("'temperatures'", "600"),
-        id="temperatures-wrong-length",
+        ("'temperatures'", "not used by this model"),
+        id="temperatures-for-a-model-without-them",
+    ),
+    # Timestamps outside the years 2000 to 2100: at the ends of datetime's range they were
+    # 500s (ValueError for year 10000 in iso_hours, OverflowError converting an offset), and
+    # year 1 was answered with forecast stamps such as "1-01-01T01:00:00Z".
+    *(
+        pytest.param(
+            lambda b, stamp=stamp: {"json": {**b, "last_timestamp": stamp}},
+            400,
+            ("'last_timestamp'", "outside the years 2000 to 2100"),
+            id=f"last_timestamp-{name}",
+        )
+        for name, stamp in (
+            ("year-9999-last-hour", "9999-12-31T23:00:00Z"),
+            ("year-1-offset-plus-1", "0001-01-01T00:00:00+01:00"),
+            ("year-9999-offset-minus-1", "9999-12-31T23:00:00-01:00"),
+            ("year-1", "0001-01-01T00:00:00Z"),
+            ("year-1999", "1999-12-31T23:00:00Z"),
+            ("year-2101", "2101-01-01T00:00:00Z"),
+            ("2100-by-offset-only", "2100-12-31T23:00:00-01:00"),
+        )
+    ),
+    pytest.param(
+        lambda b: {"json": timestamps_body(b, hourly("9999-12-31T23:00:00Z"))},
+        400,
+        ("'timestamps[0]'", "outside the years"),
+        id="timestamps-ending-in-year-9999",
+    ),
+    pytest.param(
+        lambda b: {"json": {**b, "last_timestamp": "2017-12-31T23:00:00Z\u0000garbage"}},
+        400,
+        ("'last_timestamp'", "ISO 8601"),
+        id="last_timestamp-nul-and-garbage-after",
+    ),
+    pytest.param(
+        lambda b: {"json": {**b, "last_timestamp": "2017-12-31T23:00:00+00:00:00.000001"}},
+        400,
+        ("'last_timestamp'", "ISO 8601"),
+        id="last_timestamp-offset-with-microseconds",
+    ),
+    pytest.param(
+        lambda b: {"json": {**b, "last_timestamp": "2017-12-31T23:00:00\n"}},
+        400,
+        ("'last_timestamp'", "ISO 8601"),
+        id="last_timestamp-trailing-newline",
+    ),
+    pytest.param(
+        lambda b: {"json": {**b, "last_timestamp": "\uff12\uff10\uff11\uff17-12-31T23:00:00Z"}},
+        400,
+        ("'last_timestamp'", "ISO 8601"),
+        id="last_timestamp-fullwidth-digits",
+    ),
+    # Duplicate keys: json.loads let the last one win, so strings in the first "loads" were
+    # never checked and the request was answered 200.
+    pytest.param(
+        lambda b: {"data": duplicate_key_body(b, "loads"), "headers": JSON},
+        400,
+        ("duplicate key", '"loads"'),
+        id="duplicate-loads-key",
+    ),
+    pytest.param(
+        lambda b: {"data": duplicate_key_body(b, "last_timestamp"), "headers": JSON},
+        400,
+        ("duplicate key", '"last_timestamp"'),
+        id="duplicate-last_timestamp-key",
     ),
 ]
 
@@ -312,3 +382,74 @@ HOSTILE_INPUTS = [
         id="deeply-nested-json",
     ),
 ]
+
+# Methods and paths outside the API: a JSON 404 or 405 (with Allow), never an HTML redirect.
+BAD_ROUTES = [
+    pytest.param("POST", "/v1//predict", 404, id="merged-slashes-predict"),
+    pytest.param("GET", "/v1//model", 404, id="merged-slashes-model"),
+    pytest.param("GET", "/healthz/", 404, id="trailing-slash"),
+    pytest.param("GET", "/v2/predict", 404, id="unknown-path"),
+    pytest.param("GET", "/v1/predict", 405, id="get-on-predict"),
+    pytest.param("OPTIONS", "/v1/predict", 405, id="options-on-predict"),
+    pytest.param("DELETE", "/healthz", 405, id="delete-on-healthz"),
+    pytest.param("POST", "/readyz", 405, id="post-on-readyz"),
+]
+
+# The admin API's bad requests (a token is configured): 4xx JSON errors that name the problem.
+ADMIN_BAD_REQUESTS = [
+    pytest.param(
+        lambda model_id: {"data": b"", "headers": JSON},
+        400,
+        ("empty body", '"model_id"'),
+        id="empty-body",
+    ),
+    pytest.param(
+        lambda model_id: {"json": {"model_id": "../" + model_id}},
+        400,
+        ("'model_id'", "not a model id"),
+        id="model-id-with-a-path",
+    ),
+    pytest.param(
+        lambda model_id: {"json": {"model_id": model_id + "\n"}},
+        400,
+        ("'model_id'", "not a model id"),
+        id="model-id-with-a-newline",
+    ),
+    pytest.param(
+        lambda model_id: {"json": {"model_id": 42}},
+        400,
+        ("'model_id'", "not a model id"),
+        id="model-id-a-number",
+    ),
+    pytest.param(
+        lambda model_id: {"json": {"model_id": "x" * 129}},
+        400,
+        ("'model_id'", "not a model id"),
+        id="model-id-too-long",
+    ),
+    pytest.param(
+        lambda model_id: {
+            "data": f'{{"model_id": "nope", "model_id": "{model_id}"}}'.encode(),
+            "headers": JSON,
+        },
+        400,
+        ("duplicate key", '"model_id"'),
+        id="duplicate-model-id-key",
+    ),
+    pytest.param(
+        lambda model_id: {"json": {"model_id": model_id, "force": True}},
+        400,
+        ("model_id",),
+        id="extra-field",
+    ),
+]
+
+# Authorization headers that carry the right token: the scheme is case-insensitive (RFC 7235)
+# and may be followed by more than one space.
+ACCEPTED_AUTHORIZATIONS = [
+    pytest.param("Bearer {token}", id="Bearer"),
+    pytest.param("bearer {token}", id="bearer"),
+    pytest.param("BEARER {token}", id="BEARER"),
+    pytest.param("Bearer  {token}", id="two-spaces"),
+]
+
