@@ -1,17 +1,30 @@
 """Action ``edgecast_pod_switch``: move a node's predictor Service to a model by pod switching.
 
-Thin: the work is ``edgecast.deploy.podswitch`` (``nodestate`` for what each node serves). Runs
-on the controller, which talks to the API server of the node's k3s cluster with the kubeconfig
-given (or, without one, the service account of the pod it runs in). The account needs only the
-predictor namespace's rollout Role.
+Thin: the work is ``edgecast.deploy.podswitch``. Runs on the controller, which talks to the API
+server of the node's k3s cluster with the kubeconfig given (or, without one, the service account
+of the pod it runs in). The account needs only the predictor namespace's rollout Role.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import contextlib
+import json
 from typing import Any
 
+from ansible import constants as C
 from ansible.plugins.action import ActionBase
+from ansible.plugins.loader import PluginLoader
+
+# Shared with the other edgecast plugins: see plugins/module_utils/edgecast_plugin.py.
+EdgecastPlugin = PluginLoader(
+    "EdgecastPlugin", "ansible.module_utils", C.DEFAULT_MODULE_UTILS_PATH, "module_utils"
+).get("edgecast_plugin", class_only=True)
+
+# Ansible's strategy loads this class in its main process before it forks a worker for each
+# task, so importing the Kubernetes client here makes every later worker inherit it instead of
+# importing it again. Without the package the task itself fails with the guard's message.
+with contextlib.suppress(ImportError):
+    import edgecast.deploy.podswitch  # noqa: F401
 
 DOCUMENTATION = r"""
 module: edgecast_pod_switch
@@ -20,7 +33,8 @@ description:
   - Starts the model's predictor Deployment beside the serving one, waits until it is available,
     asks its pod through the API server which model it serves, then patches the node's Service
     selector, waits until the Service's EndpointSlices list only the new pod and the Service
-    answers with the new model, keeps the old pod for I(drain_seconds) and deletes it.
+    answers with the new model, keeps the old pod for O(drain_seconds) and deletes it.
+  - A node without a Service gets one once the new pod answers (a first deployment).
   - A failure before the switch deletes the new Deployment; a failure after it points the
     Service back at the old model first. The old model keeps serving and the task fails with the
     reason.
@@ -29,9 +43,7 @@ description:
     store.
   - In check mode, reads only and reports what would change, or fails with the reason when the
     switch would be refused (the model's Deployment, which the Service selects, has another spec).
-  - Without I(spec), changes nothing and returns C(serving), the model each node's predictor
-    Service selects and the one it selected before (to choose a rollback target and to keep
-    those bundles when pruning a store).
+  - To read which model a node serves, use C(edgecast_predictor_info), and pass its C(state) here.
 options:
   kubeconfig:
     description:
@@ -39,19 +51,31 @@ options:
         used.
     type: path
   context:
-    description: Context of I(kubeconfig) to use; its current context when omitted.
+    description: Context of O(kubeconfig) to use; its current context when omitted.
     type: str
   namespace:
-    description:
-      - Namespace of the predictor objects; C(spec.namespace) must agree when both are given.
-      - Without I(spec), defaults to C(edgecast).
+    description: Namespace of the predictor objects; C(spec.namespace) must agree when given.
     type: str
   spec:
     description:
       - Fields of C(edgecast.deploy.manifests.PredictorSpec), at least C(node), C(model_id) and
         C(image); the same fields the C(edgecast_manifests) lookup takes.
-      - Omit it to only read which model each node serves.
     type: dict
+    required: true
+  state:
+    description:
+      - The node's objects as C(edgecast_predictor_info) returned them (its C(state)) moments
+        before; the switch plans from them instead of reading them again. They must be of the
+        spec's node and namespace.
+    type: dict
+  in_place:
+    description:
+      - When the Service already selects the model but its Deployment or the Service differs
+        from the spec, bring them to the spec instead of refusing. The Deployment's Recreate
+        strategy stops the old pod before the new one starts, so clients see a gap; the
+        predictor_deploy role does this for a node's first model, rollouts never do.
+    type: bool
+    default: false
   timeouts:
     description: Seconds to wait for each condition.
     type: dict
@@ -84,32 +108,29 @@ options:
 """
 
 EXAMPLES = r"""
-- name: Switch edge-1 to the new model
-  edgecast_pod_switch:
+- name: Ask which model edge-1 serves
+  edgecast_predictor_info:
     kubeconfig: "{{ playbook_dir }}/kubeconfig.edge"
     namespace: edgecast
-    spec:
-      node: edge-1
-      model_id: "{{ new_model_id }}"
-      image: edgecast-predictor:1.4
+    node: edge-1
+  register: edge1
+
+- name: Switch edge-1 to the new model, keeping the rest of its spec
+  edgecast_pod_switch:
+    kubeconfig: "{{ playbook_dir }}/kubeconfig.edge"
+    spec: "{{ edge1.spec | combine({'model_id': new_model_id}) }}"
+    state: "{{ edge1.state }}"
     timeouts:
       ready_timeout: 600
     drain_seconds: 10
   register: switched
 
-- name: Read which model each node serves, and which it served before
-  edgecast_pod_switch:
-    kubeconfig: "{{ playbook_dir }}/kubeconfig.edge"
-    namespace: edgecast
-  register: fleet
-
 - name: Go back to the model edge-1 served before
   edgecast_pod_switch:
     kubeconfig: "{{ playbook_dir }}/kubeconfig.edge"
-    namespace: edgecast
     spec:
       node: edge-1
-      model_id: "{{ fleet.serving['edge-1'].previous_model_id }}"
+      model_id: "{{ switched.previous_model_id }}"
       image: edgecast-predictor:1.4
 """
 
@@ -117,23 +138,17 @@ RETURN = r"""
 model_id:
   description: The model the node's Service selects afterwards.
   type: str
-  returned: when spec is given
+  returned: always
 previous_model_id:
   description: The model it selected before (null on a first deployment).
   type: str
-  returned: when spec is given
-serving:
-  description:
-    - Without spec, by node name, C(model_id) and C(previous_model_id) of the node's Service,
-      with C(node), C(service) and C(deployment) names.
-  type: dict
-  returned: when spec is omitted
+  returned: always
 phases:
   description:
     - Seconds spent in each phase (create, ready, verify_pod, switch, endpoints,
       verify_service, drain, cleanup, total); on failure, those reached.
   type: dict
-  returned: when spec is given
+  returned: always
 removed_deployments:
   description: The old Deployments deleted.
   type: list
@@ -154,13 +169,13 @@ reverted:
   returned: failure
 """
 
-DEFAULT_NAMESPACE = "edgecast"
-
 ARGUMENT_SPEC: dict[str, Any] = {
     "kubeconfig": {"type": "path"},
     "context": {"type": "str"},
     "namespace": {"type": "str"},
-    "spec": {"type": "dict"},
+    "spec": {"type": "dict", "required": True},
+    "state": {"type": "dict"},
+    "in_place": {"type": "bool", "default": False},
     "timeouts": {
         "type": "dict",
         "default": {},
@@ -176,6 +191,8 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "conflict_retries": {"type": "int", "default": 5},
 }
 
+PLUGIN = "edgecast_pod_switch"
+
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
@@ -184,75 +201,53 @@ class ActionModule(ActionBase):
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         result = super().run(tmp, task_vars)
         _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        try:
-            from kubernetes.config import ConfigException
+        kube = EdgecastPlugin.require(PLUGIN, "edgecast.deploy.kube", extra="deploy")
+        manifests = EdgecastPlugin.require(PLUGIN, "edgecast.deploy.manifests", extra="deploy")
+        nodestate = EdgecastPlugin.require(PLUGIN, "edgecast.deploy.nodestate", extra="deploy")
 
-            from edgecast.deploy.kube import API_ERRORS, api_reason, connect
-            from edgecast.deploy.manifests import ManifestError, PredictorSpec
-        except ImportError as exc:
+        # Plain copies: ansible-core 2.19 hands over lazy containers that dataclasses cannot copy.
+        raw = json.loads(json.dumps(args["spec"]))
+        namespace = args["namespace"]
+        if namespace and raw.get("namespace", namespace) != namespace:
             result.update(
                 failed=True,
-                msg=f"edgecast_pod_switch needs edgecast and kubernetes on the controller: {exc}",
+                msg=f"namespace {namespace!r} and spec.namespace {raw['namespace']!r} differ",
             )
             return result
-
-        spec = None
-        namespace = args["namespace"]
-        if args["spec"] is not None:
-            raw = dict(args["spec"])
-            if namespace and raw.get("namespace", namespace) != namespace:
-                result.update(
-                    failed=True,
-                    msg=f"namespace {namespace!r} and spec.namespace {raw['namespace']!r} differ",
-                )
-                return result
-            if namespace:
-                raw["namespace"] = namespace
-            try:
-                spec = PredictorSpec(**raw)
-                spec.check()
-            except (TypeError, ManifestError) as exc:
-                result.update(failed=True, msg=f"edgecast_pod_switch: bad spec: {exc}")
-                return result
+        if namespace:
+            raw["namespace"] = namespace
         try:
-            apis = connect(args["kubeconfig"], args["context"])
-        except (ConfigException, OSError, ValueError) as exc:
-            where = args["kubeconfig"] or "the in-cluster service account"
-            result.update(
-                failed=True, msg=f"cannot configure the Kubernetes client from {where}: {exc}"
-            )
+            spec = manifests.PredictorSpec(**raw)
+            spec.check()
+            state = None
+            if args["state"] is not None:
+                state = nodestate.NodeState.from_record(json.loads(json.dumps(args["state"])))
+                state.check_of(spec.node, spec.namespace)
+        except (TypeError, ValueError) as exc:
+            result.update(failed=True, msg=f"{PLUGIN}: bad spec or state: {exc}")
             return result
         try:
-            if spec is None:
-                result.update(self._serving(apis, namespace or DEFAULT_NAMESPACE))
-            elif self._task.check_mode:
-                result.update(self._plan(apis, spec))
+            apis = kube.connect(args["kubeconfig"], args["context"])
+        except kube.KubeConfigError as exc:
+            result.update(failed=True, msg=str(exc))
+            return result
+        try:
+            if self._task.check_mode:
+                result.update(self._plan(apis, spec, state, args["in_place"]))
             else:
-                result.update(self._switch(apis, spec, args))
-        except API_ERRORS as exc:
+                result.update(self._switch(apis, spec, state, args))
+        except kube.API_ERRORS as exc:
             result.update(
-                failed=True, msg=f"reading the predictor objects failed: {api_reason(exc)}"
+                failed=True, msg=f"reading the predictor objects failed: {kube.api_reason(exc)}"
             )
         finally:
             apis.close()
         return result
 
     @staticmethod
-    def _serving(apis: Any, namespace: str) -> dict[str, Any]:
-        from edgecast.deploy.nodestate import serving_models
-
-        found = serving_models(apis, namespace)
-        return {
-            "changed": False,
-            "serving": {node: asdict(model) for node, model in sorted(found.items())},
-            "msg": f"{len(found)} predictor Service(s) in namespace {namespace}",
-        }
-
-    @staticmethod
-    def _plan(apis: Any, spec: Any) -> dict[str, Any]:
-        from edgecast.deploy.podswitch import plan_switch
-
-        plan = plan_switch(apis, spec)
+    def _plan(apis: Any, spec: Any, state: Any, in_place: bool) -> dict[str, Any]:
+        podswitch = EdgecastPlugin.require(PLUGIN, "edgecast.deploy.podswitch", extra="deploy")
+        plan = podswitch.plan_switch(apis, spec, in_place=in_place, state=state)
         if plan.refusal:
             return {"failed": True, "msg": plan.refusal, "model_id": plan.model_id}
         return {
@@ -265,15 +260,16 @@ class ActionModule(ActionBase):
         }
 
     @staticmethod
-    def _switch(apis: Any, spec: Any, args: dict[str, Any]) -> dict[str, Any]:
-        from edgecast.deploy.podswitch import PodSwitchError, Timeouts, pod_switch
-
+    def _switch(apis: Any, spec: Any, state: Any, args: dict[str, Any]) -> dict[str, Any]:
+        podswitch = EdgecastPlugin.require(PLUGIN, "edgecast.deploy.podswitch", extra="deploy")
         limits = args["timeouts"]
         try:
-            switched = pod_switch(
+            switched = podswitch.pod_switch(
                 apis,
                 spec,
-                timeouts=Timeouts(
+                in_place=args["in_place"],
+                state=state,
+                timeouts=podswitch.Timeouts(
                     ready=limits["ready_timeout"],
                     endpoints=limits["endpoints_timeout"],
                     verify=limits["verify_timeout"],
@@ -282,7 +278,7 @@ class ActionModule(ActionBase):
                 drain_seconds=args["drain_seconds"],
                 conflict_retries=args["conflict_retries"],
             )
-        except PodSwitchError as exc:
+        except podswitch.PodSwitchError as exc:
             return {
                 "failed": True,
                 "msg": str(exc),

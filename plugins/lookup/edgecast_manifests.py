@@ -9,8 +9,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ansible import constants as C
 from ansible.errors import AnsibleLookupError
+from ansible.plugins.loader import PluginLoader
 from ansible.plugins.lookup import LookupBase
+
+# Shared with the other edgecast plugins: see plugins/module_utils/edgecast_plugin.py.
+EdgecastPlugin = PluginLoader(
+    "EdgecastPlugin", "ansible.module_utils", C.DEFAULT_MODULE_UTILS_PATH, "module_utils"
+).get("edgecast_plugin", class_only=True)
 
 DOCUMENTATION = r"""
 name: edgecast_manifests
@@ -32,16 +39,12 @@ options:
 class LookupModule(LookupBase):
     def run(self, terms: list[Any], variables: dict[str, Any] | None = None, **kwargs: Any) -> list:
         self.set_options(var_options=variables, direct=kwargs)
-        try:
-            from edgecast.deploy.manifests import ManifestError, PredictorSpec, render
-        except ImportError as exc:
-            raise AnsibleLookupError(
-                f"edgecast_manifests needs the edgecast package on the controller: {exc}"
-            ) from exc
+        manifests = EdgecastPlugin.require(
+            "edgecast_manifests", "edgecast.deploy.manifests", extra="deploy"
+        )
         # A plain copy: ansible-core 2.19 hands over lazy containers that dataclasses cannot copy.
         raw = json.loads(json.dumps(self.get_option("spec")))
         try:
-            spec = PredictorSpec(**raw)
-            return [render(spec)]
-        except (TypeError, ManifestError) as exc:
+            return [manifests.render(manifests.PredictorSpec(**raw))]
+        except (TypeError, manifests.ManifestError) as exc:
             raise AnsibleLookupError(f"edgecast_manifests: {exc}") from exc

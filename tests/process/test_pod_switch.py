@@ -1,4 +1,4 @@
-"""Pod switching against FakeKubernetesApi, a fake Kubernetes API server (edgecast_harness).
+"""Pod switching and the deploy plugins against FakeKubernetesApi, a fake Kubernetes API server.
 
 The fake is not Kubernetes: it is an HTTP server on 127.0.0.1 with the REST endpoints, watch
 streams, optimistic concurrency, Role checks and controller behaviour that the switch relies on,
@@ -11,17 +11,24 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from edgecast.deploy.kube import KubeApis, connect
+from edgecast.deploy.kube import KubeApis, NamespacedApi, connect
 from edgecast.deploy.manifests import MODEL_ID_ANNOTATION, MODEL_LABEL, PredictorSpec, names_for
 from edgecast.deploy.manifests import render as render_objects
-from edgecast.deploy.nodestate import PREVIOUS_MODEL_ANNOTATION, serving_models
+from edgecast.deploy.nodestate import (
+    PREVIOUS_MODEL_ANNOTATION,
+    PredictorInfo,
+    predictor_info,
+    read_node_state,
+)
 from edgecast.deploy.podswitch import PHASES, PodSwitchError, Timeouts, plan_switch, pod_switch
 from edgecast_harness.fake_kube_api import FakeKubernetesApi
+from edgecast_harness.paths import BIN, REPO
 from edgecast_harness.playbook import run_playbook
 
 NAMESPACE = "edgecast"
@@ -38,6 +45,10 @@ def deployment_name(model_id: str, node: str = NODE) -> str:
 
 
 SERVICE = names_for(NODE, "any").service
+
+
+def info(apis: KubeApis, node: str = NODE) -> PredictorInfo:
+    return predictor_info(read_node_state(NamespacedApi(apis, NAMESPACE, 5.0), node))
 
 
 @pytest.fixture
@@ -315,7 +326,7 @@ def test_service_answering_another_model_switches_back(fake, apis):
 def test_rollback_is_a_switch_back_to_the_previous_model(fake, apis):
     serve(fake, "model-a")
     pod_switch(apis, spec("model-b"), timeouts=FAST, drain_seconds=0)
-    previous = serving_models(apis, NAMESPACE)[NODE].previous_model_id
+    previous = info(apis).previous_model_id
     assert previous == "model-a"
 
     back = pod_switch(apis, spec(previous), timeouts=FAST, drain_seconds=0)
@@ -324,7 +335,7 @@ def test_rollback_is_a_switch_back_to_the_previous_model(fake, apis):
     assert (back.model_id, back.previous_model_id) == ("model-a", "model-b")
     assert selected(fake) == "model-a"
     assert fake.names("deployments") == [deployment_name("model-a")]
-    now = serving_models(apis, NAMESPACE)[NODE]
+    now = info(apis)
     assert (now.model_id, now.previous_model_id) == ("model-a", "model-b")
     assert now.deployment == deployment_name("model-a")
 
@@ -399,18 +410,50 @@ def test_leftover_deployment_with_the_same_spec_is_reused(fake, apis):
     assert fake.get("deployments", deployment_name("model-b"))["metadata"]["generation"] == 1
 
 
-def test_serving_models_maps_each_node_to_its_model(fake, apis):
+def test_each_node_is_read_on_its_own(fake, apis):
     serve(fake, "model-a", node="edge-1")
     serve(fake, "model-b", node="edge-2")
 
-    found = serving_models(apis, NAMESPACE)
+    found = {node: info(apis, node) for node in ("edge-1", "edge-2", "edge-3")}
 
-    assert {node: s.model_id for node, s in found.items()} == {
+    assert {node: i.model_id for node, i in found.items()} == {
         "edge-1": "model-a",
         "edge-2": "model-b",
+        "edge-3": None,
     }
     assert found["edge-2"].deployment == deployment_name("model-b", node="edge-2")
     assert found["edge-2"].service == "predictor-edge-2"
+    assert found["edge-2"].spec == spec("model-b", node="edge-2")
+
+
+def test_in_place_brings_the_serving_predictor_to_a_changed_spec(fake, apis):
+    """The deploy role's re-run before any rollout: another runtime and Service port for the
+    model the Service selects are applied to its Deployment and Service, not refused."""
+    first = pod_switch(apis, spec("model-a"), in_place=True, timeouts=FAST)
+    assert (first.changed, first.previous_model_id) == (True, None)
+    changed = PredictorSpec(
+        node=NODE,
+        model_id="model-a",
+        image="edgecast-predictor:test",
+        runtime="keras",
+        service_port=9090,
+    )
+    with pytest.raises(PodSwitchError, match="serves model model-a but differs from the spec"):
+        pod_switch(apis, changed, timeouts=FAST)
+
+    result = pod_switch(apis, changed, in_place=True, timeouts=FAST)
+
+    assert result.changed
+    assert result.removed_deployments == ()
+    deployment = fake.get("deployments", deployment_name("model-a"))
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--runtime") + 1] == "keras"
+    assert deployment["metadata"]["generation"] == 2
+    service = fake.get("services", SERVICE)
+    assert service["spec"]["ports"][0]["port"] == 9090
+    assert service["spec"]["selector"] == names_for(NODE, "model-a").selector
+    assert info(apis).spec == changed
+    assert not pod_switch(apis, changed, in_place=True, timeouts=FAST).changed
 
 
 def test_fake_refuses_what_the_role_does_not_grant(apis):
@@ -424,41 +467,51 @@ def test_fake_refuses_what_the_role_does_not_grant(apis):
 
 
 PLAYBOOK = """\
-- name: Pod switching through the action plugin
+- name: Pod switching through the action plugins
   hosts: localhost
   gather_facts: false
   tasks:
-    # One task, so one worker process imports the client: check mode, a switch, the same
-    # switch again, a switch to a model whose pod answers with another model_id, and a read of
-    # what each node serves (no spec).
+    - name: Ask which model node edge-1 serves
+      edgecast_predictor_info:
+        kubeconfig: "{{ kubeconfig }}"
+        node: edge-1
+      register: before
+
+    # check mode, a switch planned from the state read above, the same switch again (reading
+    # for itself), a switch to a model whose pod answers with another model_id.
     - name: Switch node edge-1
       edgecast_pod_switch:
         kubeconfig: "{{ kubeconfig }}"
         namespace: edgecast
-        spec: >-
-          {{ {'node': 'edge-1', 'model_id': item.model, 'image': 'edgecast-predictor:test'}
-             if item.model else omit }}
+        spec: "{{ before.spec | combine({'model_id': item.model}) }}"
+        state: "{{ before.state if item.state else omit }}"
         timeouts: {ready_timeout: 5, endpoints_timeout: 5, verify_timeout: 2}
         drain_seconds: 0
       check_mode: "{{ item.check }}"
       loop:
-        - {model: model-b, check: true}
-        - {model: model-b, check: false}
-        - {model: model-b, check: false}
-        - {model: model-c, check: false}
-        - {model: "", check: false}
+        - {model: model-b, check: true, state: true}
+        - {model: model-b, check: false, state: true}
+        - {model: model-b, check: false, state: false}
+        - {model: model-c, check: false, state: false}
       register: runs
       ignore_errors: true
 
+    - name: Ask again, in check mode
+      edgecast_predictor_info:
+        kubeconfig: "{{ kubeconfig }}"
+        node: edge-1
+      check_mode: true
+      register: after
+
     - name: Keep the results
       ansible.builtin.copy:
-        content: "{{ runs.results | to_json }}"
+        content: "{{ {'before': before, 'runs': runs.results, 'after': after} | to_json }}"
         dest: "{{ results }}"
         mode: "0644"
 """
 
 
-def test_action_plugin_through_ansible_playbook(fake, tmp_path):
+def test_action_plugins_through_ansible_playbook(fake, tmp_path):
     serve(fake, "model-a")
     fake.behaviour("model-c").serves_model = "model-x"
     playbook = tmp_path / "switch.yml"
@@ -474,7 +527,17 @@ def test_action_plugin_through_ansible_playbook(fake, tmp_path):
         timeout=180,
     )
     results = json.loads((tmp_path / "results.json").read_text())
-    planned, switched, again, refused, serving = results
+    before, after = results["before"], results["after"]
+    planned, switched, again, refused = results["runs"]
+    assert before["changed"] is False
+    assert (before["model_id"], before["previous_model_id"]) == ("model-a", None)
+    assert (before["deployment"], before["available"]) == (deployment_name("model-a"), True)
+    assert before["spec"] == json.loads(json.dumps(asdict(spec("model-a"))))
+    assert before["models_in_use"] == ["model-a"]
+    assert before["msg"] == (
+        f"node edge-1 in namespace edgecast: Service {SERVICE} selects model model-a "
+        f"(Deployment {deployment_name('model-a')}, available)"
+    )
     assert planned["changed"] is True
     assert planned["previous_model_id"] == "model-a"
     assert f"switch Service {SERVICE} from model model-a to model model-b" in planned["actions"]
@@ -488,16 +551,13 @@ def test_action_plugin_through_ansible_playbook(fake, tmp_path):
     assert refused["phase"] == "verify_pod"
     assert refused["reverted"] is True
     assert "answers GET /v1/model with model_id 'model-x', expected 'model-c'" in refused["msg"]
-    assert serving["changed"] is False
-    assert serving["serving"] == {
-        "edge-1": {
-            "node": "edge-1",
-            "service": SERVICE,
-            "model_id": "model-b",
-            "previous_model_id": "model-a",
-            "deployment": deployment_name("model-b"),
-        }
-    }
+    assert (after["model_id"], after["previous_model_id"]) == ("model-b", "model-a")
+    assert after["models_in_use"] == ["model-a", "model-b"]
+    # The node's objects are read by each info task and by the switches not given the state;
+    # the switch given it reads the Service once more, right before patching it.
+    gets = [path for method, path in fake.requests if method == "GET"]
+    assert len([p for p in gets if p.endswith(f"/services/{SERVICE}")]) == 2 + 1 + 2
+    assert len([p for p in gets if "/deployments?labelSelector=" in p]) == 2 + 2
     assert_old_kept(fake, "model-b", "model-c")
 
 
@@ -585,3 +645,60 @@ def test_pod_proxy_error_is_removed_before_the_switch(fake, apis):
         failure.value
     )
     assert_old_kept(fake, "model-a", "model-b")
+
+
+# Put first on the controller's PYTHONPATH, it makes ``import edgecast`` fail as it does where
+# the package was never installed.
+HIDE_EDGECAST = """
+import sys
+
+
+class HideEdgecast:
+    def find_spec(self, name, path=None, target=None):
+        if name == "edgecast" or name.startswith("edgecast."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+sys.meta_path.insert(0, HideEdgecast())
+"""
+
+GUARDED_PLAYBOOK = """\
+- name: The deploy plugins without edgecast on the controller
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: info
+      edgecast_predictor_info: {node: edge-1}
+      ignore_errors: true
+    - name: switch
+      edgecast_pod_switch: {spec: {node: edge-1, model_id: m, image: i}}
+      ignore_errors: true
+    - name: lookup
+      ansible.builtin.debug:
+        msg: "{{ lookup('edgecast_manifests', spec={}) }}"
+      ignore_errors: true
+"""
+
+
+def test_without_edgecast_the_deploy_plugins_say_what_to_install(tmp_path):
+    hiding = tmp_path / "hide-edgecast"
+    hiding.mkdir()
+    (hiding / "sitecustomize.py").write_text(HIDE_EDGECAST)
+    playbook = tmp_path / "guarded.yml"
+    playbook.write_text(GUARDED_PLAYBOOK)
+
+    run = run_playbook(
+        playbook, "-i", "localhost,", "-c", "local", env={"PYTHONPATH": str(hiding)}, timeout=180
+    )
+
+    python = (BIN / "ansible-playbook").read_text().splitlines()[0].removeprefix("#!")
+    for task, plugin in [
+        ("info", "edgecast_predictor_info"),
+        ("switch", "edgecast_pod_switch"),
+        ("lookup", "edgecast_manifests"),
+    ]:
+        assert next(run.results(task))["msg"].endswith(
+            f"{plugin} needs the edgecast package with its 'deploy' extra in the controller's "
+            f"Python, {python} (No module named 'edgecast'). Install it into that interpreter: "
+            f"{python} -m pip install -e '{REPO / 'app'}[deploy]'"
+        ), task
