@@ -5,13 +5,17 @@ Docker engine, kube-proxy). The predictor image is built by the predictor_image 
 first model deployed by `playbooks/deploy-predictor.yml`, and every rollout is
 `ansible-playbook rollout-model.yml` with only the namespace-scoped rollout kubeconfig that the
 deploy role wrote, while edgecast_harness.load_client sends requests to the node's Service ClusterIP
-from a separate process. In order: the first deployment (and a second run that changes
-nothing), a pod switch to the second model, a corrupted bundle refused before the cluster
-changes, a bundle that fails the parity gate on the node (reverted), and a rollback.
+from a separate process. In order: the first deployment (a second run and ``--check`` change
+nothing), a changed setting applied in place before any rollout, a rollout in check mode, a pod
+switch to the second model that keeps the deployed spec, the deploy role re-run after it (it
+keeps the rollout's model), a corrupted bundle refused before the cluster changes, a bundle that
+fails the parity gate on the node (reverted), a rollback, and the deploy role re-run with a
+store that keeps one bundle (the models in use stay).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 import shutil
@@ -60,6 +64,7 @@ class Edge:
     store: Path
     rollout_kubeconfig: Path
     image: str
+    # The deploy role's command line; a test that changes a setting extends it.
     deploy_args: tuple[str, ...]
     phases: list[dict[str, float]] = field(default_factory=list)
 
@@ -103,6 +108,24 @@ class Edge:
     def pod_models(self) -> list[str]:
         pods = self.cluster.core().list_namespaced_pod(self.namespace, label_selector=APP_SELECTOR)
         return sorted(p.metadata.annotations["edgecast.io/model-id"] for p in pods.items)
+
+    def predictor_args(self, model_id: str) -> dict[str, str]:
+        """The predictor's command-line options in the Deployment of ``model_id``."""
+        found = self.cluster.apps().list_namespaced_deployment(
+            self.namespace, label_selector=APP_SELECTOR
+        )
+        (deployment,) = [
+            d for d in found.items if d.metadata.annotations["edgecast.io/model-id"] == model_id
+        ]
+        args = deployment.spec.template.spec.containers[0].args
+        return {key: value for key, value in itertools.pairwise(args) if key.startswith("--")}
+
+    def snapshot(self) -> tuple[dict[str, str], str, list[str]]:
+        """The Deployments' and the Service's resourceVersions and the store's bundles."""
+        return self.deployments(), self.service_version(), self.stored()
+
+    def deploy(self, *args: str) -> PlaybookRun:
+        return playbook(*self.deploy_args, *args, timeout=900)
 
     def service_version(self) -> str:
         service = self.cluster.core().read_namespaced_service(self.service, self.namespace)
@@ -233,8 +256,37 @@ def test_the_deploy_role_serves_the_first_model_through_the_service(
     assert edge.stored() == [first]
     assert oct(edge.rollout_kubeconfig.stat().st_mode & 0o777) == "0o600"
 
-    again = playbook(*edge.deploy_args, timeout=900).assert_ok()
+    before = edge.snapshot()
+    again = edge.deploy().assert_ok()
     assert again.changed(edge.node) == 0, again.tail(5000)
+    checked = edge.deploy("--check").assert_ok()
+    assert checked.changed(edge.node) == 0, checked.tail(5000)
+    assert edge.snapshot() == before
+
+
+def test_a_changed_setting_before_any_rollout_is_applied_in_place(
+    edge: Edge, trained_store: TrainedStore
+) -> None:
+    first = trained_store.model_ids[0]
+    name, before = next(iter(edge.deployments().items()))
+    edge.deploy_args = (*edge.deploy_args, "-e", "predictor_deploy_threads=2")
+
+    checked = edge.deploy("--check").assert_ok()
+    assert checked.changed(edge.node) == 1, checked.tail(5000)
+    (planned,) = checked.results("Start the node's predictor and point its Service at it")
+    (action,) = planned["actions"]
+    assert action.startswith(f"update Deployment {name} (metadata.annotations.edgecast.io/spec: ")
+    assert edge.deployments() == {name: before}
+
+    result = edge.deploy().assert_ok()
+
+    assert result.changed(edge.node) == 1, result.tail(5000)
+    assert list(edge.deployments()) == [name], "the same model's Deployment, updated"
+    assert edge.predictor_args(first)["--threads"] == "2"
+    assert (
+        wait_for("a forecast through the ClusterIP", edge.predict, timeout=60)["model_id"] == first
+    )
+    assert edge.deploy().assert_ok().changed(edge.node) == 0
 
 
 def test_the_rollout_kubeconfig_is_limited_to_the_namespace(edge: Edge) -> None:
@@ -254,6 +306,18 @@ def test_the_rollout_kubeconfig_is_limited_to_the_namespace(edge: Edge) -> None:
         assert refused.value.status == 403, refused.value
 
 
+def test_a_rollout_in_check_mode_changes_nothing(edge: Edge, trained_store: TrainedStore) -> None:
+    first, second = trained_store.model_ids
+    before = edge.snapshot()
+
+    result = edge.rollout("--check", "-e", f"model_bundle={trained_store.root / second}")
+
+    assert result.rc == 0, output_of(result)
+    assert f"to model {second}" in result.stdout, output_of(result)
+    assert edge.snapshot() == before
+    assert edge.serving() == first
+
+
 def test_a_pod_switch_under_load_fails_no_request(
     edge: Edge, trained_store: TrainedStore, tmp_path: Path
 ) -> None:
@@ -270,6 +334,8 @@ def test_a_pod_switch_under_load_fails_no_request(
     assert edge.deployment_models() == [second]
     assert edge.pod_models() == [second]
     assert sorted(edge.stored()) == sorted([first, second])
+    # The new predictor's spec is the serving one's: the setting changed in place stays.
+    assert edge.predictor_args(second)["--threads"] == "2"
     served = [r for r in done if r["start"] >= started and r["model_id"] == second]
     assert served, "no request was answered by the new model"
     phases = phases_of(result.stdout)
@@ -277,6 +343,22 @@ def test_a_pod_switch_under_load_fails_no_request(
         assert phase in phases, phases
     edge.phases.append(phases)
     print(f"\npod switch {first} -> {second}: {len(done)} requests, 0 failed; phases (s) {phases}")
+
+
+def test_the_deploy_role_keeps_the_model_a_rollout_chose(
+    edge: Edge, trained_store: TrainedStore
+) -> None:
+    first, second = trained_store.model_ids
+    before = edge.snapshot()
+
+    result = edge.deploy().assert_ok()
+
+    assert result.changed(edge.node) == 0, result.tail(5000)
+    text = " ".join(result.stdout.split())
+    assert f"selects model {second}, set by a rollout, not the first bundle {first}" in text
+    assert "it is left as it is" in text
+    assert edge.snapshot() == before
+    assert edge.serving() == second
 
 
 def test_a_corrupted_bundle_is_refused_before_the_cluster_changes(
@@ -355,3 +437,17 @@ def test_a_rollback_to_the_previous_model_under_load(
         f"pod switch on the cluster, {len(edge.phases)} rollouts, phase medians (s): "
         + ", ".join(f"{key} {value:.2f}" for key, value in medians.items())
     )
+
+
+def test_the_deploy_role_never_prunes_the_models_in_use(
+    edge: Edge, trained_store: TrainedStore
+) -> None:
+    """Back on the first model, with the second one before it and a refused bundle in the store:
+    a deploy run that keeps one bundle prunes the refused one only."""
+    first, second = trained_store.model_ids
+    assert len(edge.stored()) == 3, edge.stored()
+
+    result = edge.deploy("-e", "predictor_deploy_keep=1").assert_ok()
+
+    assert edge.stored() == sorted([first, second]), result.tail(3000)
+    assert edge.serving() == first
