@@ -32,7 +32,7 @@ from edgecast_harness.molecule import (
 
 # Debian base images (tests/infra/base-image.sh ARCH [FLAVOUR]) that conftest.py prepares
 # in the background while earlier tests run.
-BASE_IMAGES = ("amd64 systemd", "armhf")
+BASE_IMAGES = ("amd64 systemd", "amd64 docker", "armhf")
 
 SCENARIO_TIMEOUT_S = 1500
 SERVER = "edgecast-molecule-k3s-server"
@@ -66,6 +66,7 @@ def read_file(container: str, path: str) -> str:
 def k3s_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[K3sRun]:
     env = molecule_environment()
     base_image("amd64", "systemd")
+    base_image("amd64", "docker")
     base_image("armhf")
     log = tmp_path_factory.mktemp("molecule-k3s") / "molecule-k3s.log"
     try:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""STAND-IN for the k3s binary, used only by the Molecule scenario molecule/k3s.
+"""STAND-IN for the k3s binary, used only by the k3s role's Molecule scenario (molecule/k3s).
 
 The real k3s cannot be downloaded on the machines that run this project's tests, so the scenario
 installs this script in its place, through the role's air-gap path and with its own sha256 in the
