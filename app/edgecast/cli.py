@@ -95,11 +95,23 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             threads=args.threads,
             shutdown_delay_s=args.shutdown_delay,
             drain_timeout_s=args.drain_timeout,
+            connection_limit=args.connection_limit,
+            idle_timeout_s=args.idle_timeout,
+            request_timeout_s=args.request_timeout,
+            first_year=args.first_year,
+            last_year=args.last_year,
         )
+        code = serve(config)
     except ConfigError as exc:
         print(f"edgecast serve: {exc}", file=sys.stderr)
         return 2
-    return serve(config)
+    # Drained and closed, nothing is left to clean up; the interpreter's own teardown (of
+    # TensorFlow's runtime above all) would keep the process alive seconds longer while the
+    # kubelet or a rollout waits for it to end.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
@@ -227,15 +239,57 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--threads", type=int, default=4)
-    serve.add_argument("--max-body-bytes", type=int, default=64 * 1024)
+    serve.add_argument("--threads", type=int, default=4, help="prediction threads (default 4)")
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=64 * 1024,
+        help="larger request bodies get a JSON 413 (default 65536)",
+    )
+    serve.add_argument(
+        "--connection-limit",
+        type=int,
+        default=1000,
+        help="open connections at most (default 1000); at the limit the connection waiting "
+        "longest on its client (idle, or sending slowly) is closed to make room for a new one",
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a keep-alive connection may wait between requests (default 30)",
+    )
+    serve.add_argument(
+        "--request-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a client has to send a whole request, headers and body, from its first "
+        "byte (the first request: from the connection); then a JSON 408 (default 10)",
+    )
+    serve.add_argument(
+        "--first-year",
+        type=int,
+        default=2000,
+        help="timestamps before this year get a 400 (default 2000)",
+    )
+    serve.add_argument(
+        "--last-year",
+        type=int,
+        default=2100,
+        help="timestamps after this year get a 400 (default 2100)",
+    )
     serve.add_argument(
         "--shutdown-delay",
         type=float,
         default=0.0,
         help="seconds to keep serving, not ready, after SIGTERM",
     )
-    serve.add_argument("--drain-timeout", type=float, default=30.0)
+    serve.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait, after the delay, for requests in progress (default 30)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     keygen = sub.add_parser("keygen", help="create an Ed25519 key pair for signing bundles")

@@ -17,16 +17,20 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from edgecast_harness.bad_requests import (
+    ACCEPTED_AUTHORIZATIONS,
+    ADMIN_BAD_REQUESTS,
     BAD_INPUTS,
+    BAD_ROUTES,
     HOSTILE_INPUTS,
     JSON,
+    RAW_REQUESTS,
     hourly,
     json_error,
     timestamps_body,
 )
 from edgecast_harness.bodies import window_from_data
 from edgecast_harness.bundle_faults import read_manifest
-from edgecast_harness.predictor import ADMIN_TOKEN, Predictor, PredictorLauncher
+from edgecast_harness.predictor import ADMIN_TOKEN, Predictor, PredictorLauncher, send_raw
 
 # --- module-scoped predictor processes (starting one costs seconds: TensorFlow import + load) ---
 
@@ -92,10 +96,30 @@ def test_hostile_json_is_a_4xx_not_an_internal_error(predictor, body, make_reque
     assert_serves(predictor, body)
 
 
+@pytest.mark.parametrize(("make_request", "status", "fragments"), RAW_REQUESTS)
+def test_the_server_answers_bad_framing_with_a_json_error(
+    predictor, body, make_request, status, fragments
+):
+    answer = send_raw(predictor.port, make_request(body))
+    json_error(answer.status, answer.headers, answer.text, status, fragments)
+    assert_serves(predictor, body)
+
+
+@pytest.mark.parametrize(("method", "path", "status"), BAD_ROUTES)
+def test_routes_outside_the_api_are_json_errors(predictor, body, method, path, status):
+    response = requests.request(
+        method, predictor.url + path, json=body, timeout=10, allow_redirects=False
+    )
+    assert_json_error(response, status)
+    if status == 405:
+        assert response.headers["Allow"], response.headers
+
+
 def test_body_far_over_the_limit_is_refused_before_the_app(predictor, body):
-    """Over 16x the limit waitress itself answers 413 (plain text); the process keeps serving."""
+    """waitress answers a body over the limit before reading it, in JSON, and lets the client
+    send it all (it reads and drops the rest) so the client can read the answer."""
     response = predictor.post("/v1/predict", data=b"x" * (2 * 1024 * 1024), headers=JSON)
-    assert response.status_code == 413
+    assert_json_error(response, 413, "larger than the limit")
     assert_serves(predictor, body)
 
 
@@ -205,6 +229,28 @@ def test_admin_needs_the_bearer_token(admin_predictor, body, trained_store, auth
     assert_json_error(response, 401, "bearer token")
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert_serves(admin_predictor, body, trained_store.model_ids[0])
+
+
+@pytest.mark.parametrize(("make_request", "status", "fragments"), ADMIN_BAD_REQUESTS)
+def test_bad_admin_requests_are_400_naming_the_problem(
+    admin_predictor, body, trained_store, make_request, status, fragments
+):
+    kwargs = make_request(trained_store.model_ids[1])
+    kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": f"Bearer {ADMIN_TOKEN}"}
+    response = requests.post(admin_predictor.url + "/admin/v1/models", timeout=10, **kwargs)
+    error = assert_json_error(response, status, *fragments)
+    assert "loads" not in error["error"]
+    assert_serves(admin_predictor, body, trained_store.model_ids[0])
+
+
+@pytest.mark.parametrize("authorization", ACCEPTED_AUTHORIZATIONS)
+def test_the_bearer_scheme_is_case_insensitive(admin_predictor, authorization):
+    response = requests.post(
+        admin_predictor.url + "/admin/v1/rollback",
+        headers={"Authorization": authorization.format(token=ADMIN_TOKEN)},
+        timeout=10,
+    )
+    assert_json_error(response, 409, "no previous model")
 
 
 def test_admin_swap_rollback_and_refusals(admin_predictor, body, trained_store):

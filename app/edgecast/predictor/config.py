@@ -31,6 +31,9 @@ class PredictorConfig:
     threads: int = 4
     shutdown_delay_s: float = 0.0
     drain_timeout_s: float = 30.0
+    connection_limit: int = 1000
+    idle_timeout_s: float = 30.0
+    request_timeout_s: float = 10.0
     first_year: int = FIRST_YEAR
     last_year: int = LAST_YEAR
 
@@ -41,6 +44,10 @@ class PredictorConfig:
             raise ConfigError(f"the admin token must be at least {MIN_TOKEN_LENGTH} characters")
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
+        if self.connection_limit < 1:
+            raise ConfigError("the connection limit must be positive")
+        if self.idle_timeout_s <= 0 or self.request_timeout_s <= 0:
+            raise ConfigError("the idle and request timeouts must be positive")
         try:
             Years(self.first_year, self.last_year)
         except ValueError as exc:

@@ -42,6 +42,16 @@ class PredictorMetrics:
         self.swaps = Counter(
             "edgecast_model_swaps", "Model swaps by result", ["result"], registry=self.registry
         )
+        self.open_connections = Gauge(
+            "edgecast_open_connections", "Open client connections", registry=self.registry
+        )
+        self.connections_closed = Counter(
+            "edgecast_connections_closed",
+            "Connections the predictor closed: idle_timeout, request_timeout, evicted (to make "
+            "room at the connection limit)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.swap_seconds = Gauge(
             "edgecast_last_swap_seconds",
             "Load, verify and swap time of the last model",

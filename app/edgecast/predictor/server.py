@@ -2,13 +2,14 @@
 
 waitress stops at once on SIGTERM; a predictor behind a Kubernetes Service must instead stop
 being ready, keep answering until the endpoint is gone, finish in-flight requests, then exit.
+The event loop is run here (connections.py), so the shutdown is a step between its turns.
 """
 
 from __future__ import annotations
 
-import _thread
 import ctypes
 import logging
+import resource
 import signal
 import socket
 import struct
@@ -18,27 +19,24 @@ import time
 from collections.abc import Callable, Iterable
 from types import FrameType
 
-import waitress
 from prometheus_client import Gauge
-from waitress import wasyncore
-from waitress.channel import HTTPChannel
-from waitress.server import BaseWSGIServer
-from waitress.task import WSGITask
+from waitress.adjustments import Adjustments
 from werkzeug.wsgi import ClosingIterator
 
 from edgecast.bundle import BundleError, load_bundle_dir
 from edgecast.forecaster import ParityError, load_forecaster
 from edgecast.predictor.app import PredictorState, create_app
-from edgecast.predictor.config import PredictorConfig
+from edgecast.predictor.config import ConfigError, PredictorConfig
+from edgecast.predictor.connections import ConnectionSettings, PredictorServer
 from edgecast.predictor.holder import ModelHolder
 from edgecast.predictor.observability import PredictorMetrics
 from edgecast.signing import load_public_key
 from edgecast.store import ModelStore
 
 log = logging.getLogger("edgecast.predictor")
-# waitress answers bodies over its own limit in plain text before the app sees them; keep that
-# limit well above the app's so every ordinary over-limit body gets the app's JSON 413.
-WAITRESS_BODY_FACTOR = 16
+# Open files besides the connections: the listener, the trigger's pipe, logs, the model files,
+# the runtimes' own.
+FILES_BESIDES_CONNECTIONS = 64
 
 
 class InflightTracker:
@@ -129,119 +127,121 @@ def refuse_new_handshakes(listener: socket.socket) -> bool:
     return True
 
 
-def _closing_channel(holder: ModelHolder) -> type[HTTPChannel]:
-    """A waitress channel whose responses say ``Connection: close`` once draining starts.
-
-    WSGI applications may not set hop-by-hop headers, so the server does it: a keep-alive
-    client (or a kube-proxy connection that outlives the endpoint) then reconnects and reaches
-    a ready predictor instead of sending its next request into a closing socket.
-    """
-
-    class DrainingTask(WSGITask):
-        def build_response_header(self) -> bytes:
-            if holder.draining:
-                self.set_close_on_finish()
-            return super().build_response_header()
-
-    class DrainingChannel(HTTPChannel):
-        task_class = DrainingTask
-
-    return DrainingChannel
-
-
 class GracefulShutdown:
-    """SIGTERM/SIGINT: not ready, keep serving for the delay, stop accepting, drain, exit."""
+    """SIGTERM/SIGINT: not ready, keep serving for the delay, stop accepting, drain, exit.
+
+    The handler only records the signal; every step runs in the event loop's thread between
+    two turns (``step``), so the listener is closed before the drain is judged, and nothing is
+    ever raised into the loop. A second signal changes nothing.
+    """
 
     IDLE_S = 1.0  # a keep-alive connection idle this long is closed at exit without a request
 
-    def __init__(self, server: object, state: PredictorState, tracker: InflightTracker) -> None:
+    def __init__(
+        self, server: PredictorServer, state: PredictorState, tracker: InflightTracker
+    ) -> None:
+        self.server = server
         self.state = state
         self.tracker = tracker
-        if isinstance(server, BaseWSGIServer):
-            self.listeners, self.channels = [server], server._map
-        else:
-            self.channels = server.map  # type: ignore[attr-defined]
-            self.listeners = [s for s in self.channels.values() if isinstance(s, BaseWSGIServer)]
-        for listener in self.listeners:
-            listener.channel_class = _closing_channel(state.holder)
-        self.started = False
-        self.drained = False
+        self.signalled_at: float | None = None
+        self.drain_deadline: float | None = None
+        self.listening = True
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if self.drained:
-            raise KeyboardInterrupt  # waitress's loop ends on it and joins its threads
-        if self.started:
+        if self.signalled_at is not None:
+            log.info("signal %d: already shutting down", signum)
             return
-        self.started = True
+        self.signalled_at = time.monotonic()
         self.state.holder.draining = True
+        self.server.draining = True
         log.info("signal %d: not ready any more, draining", signum)
-        threading.Thread(target=self._drain, name="drain", daemon=True).start()
 
-    def _stop_accepting(self) -> None:
-        # Runs in waitress's loop thread (through its trigger): new connections are refused.
-        # Connections the kernel already accepted would be reset by the close: serve them first,
-        # after making sure no more can join them. dispatcher.close, not the server's close():
-        # that one also closes waitress's trigger.
-        for listener in self.listeners:
-            refuse_new_handshakes(listener.socket)
-            while True:
-                before = len(self.channels)
-                listener.handle_accept()
-                if len(self.channels) == before:
-                    break
-            wasyncore.dispatcher.close(listener)
-
-    def _busy_connections(self) -> int:
-        now = time.time()
-        return sum(
-            1
-            for channel in list(self.channels.values())
-            if isinstance(channel, HTTPChannel)
-            and (
-                channel.requests
-                or channel.total_outbufs_len
-                or now - channel.last_activity < self.IDLE_S
+    def step(self) -> bool:
+        """Advances the shutdown; True once the predictor may exit."""
+        if self.signalled_at is None:
+            return False
+        now = time.monotonic()
+        if self.drain_deadline is None:
+            if now < self.signalled_at + self.state.config.shutdown_delay_s:
+                return False
+            self.drain_deadline = now + self.state.config.drain_timeout_s
+            # Closing a listener resets the connections the kernel completed but nobody
+            # accepted yet: stop new handshakes, accept what is queued, then close.
+            refuse_new_handshakes(self.server.socket)
+        if self.listening:
+            while self.server.accept_one():
+                pass
+            if self.server.room_for_one():  # nothing left to accept, not merely no room
+                self.server.stop_listening()
+                self.listening = False
+        busy = self.server.busy_connections(self.IDLE_S)
+        if (busy or self.listening) and now < self.drain_deadline:
+            return False
+        if busy or self.listening:
+            log.warning(
+                "drain timeout: closing %d busy connection(s), %d request(s) in the app",
+                busy,
+                self.tracker.count,
             )
-        )
+        return True
 
-    def _drain(self) -> None:
-        config = self.state.config
-        time.sleep(config.shutdown_delay_s)
-        self.listeners[0].trigger.pull_trigger(self._stop_accepting)
-        deadline = time.monotonic() + config.drain_timeout_s
-        while (self.tracker.count or self._busy_connections()) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if self.tracker.count:
-            log.warning("drain timeout: %d request(s) still in flight", self.tracker.count)
-        log.info("drained, exiting")
-        self.drained = True
-        _thread.interrupt_main(signal.SIGINT)
+
+def reserve_file_descriptors(connection_limit: int) -> None:
+    """Raises the soft limit on open files to what the connection limit needs, or refuses."""
+    needed = connection_limit + FILES_BESIDES_CONNECTIONS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise ConfigError(
+            f"a connection limit of {connection_limit} needs {needed} open files, but the hard "
+            f"limit (ulimit -Hn) is {hard}: lower --connection-limit or raise the limit"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+def create_server(
+    config: PredictorConfig, app: Callable[..., Iterable[bytes]], state: PredictorState
+) -> PredictorServer:
+    adj = Adjustments(
+        host=config.host,
+        port=config.port,
+        threads=config.threads,
+        # waitress counts a body of exactly this size as too large; the app's limit is inclusive
+        max_request_body_size=config.max_body_bytes + 1,
+        ident="edgecast",
+        clear_untrusted_proxy_headers=True,
+    )
+    settings = ConnectionSettings(
+        limit=config.connection_limit,
+        idle_timeout_s=config.idle_timeout_s,
+        request_timeout_s=config.request_timeout_s,
+        max_body_bytes=config.max_body_bytes,
+    )
+    return PredictorServer(app, adj, settings, state.metrics)
 
 
 def serve(config: PredictorConfig) -> int:
+    """Serves until SIGTERM or SIGINT, then drains; raises ConfigError before listening."""
+    reserve_file_descriptors(config.connection_limit)
     state = build_state(config)
     app = create_app(state)
     tracker = InflightTracker(app.wsgi_app, state.metrics.inflight)
     app.wsgi_app = tracker  # type: ignore[method-assign]
-    server = waitress.create_server(
-        app,
-        host=config.host,
-        port=config.port,
-        threads=config.threads,
-        max_request_body_size=config.max_body_bytes * WAITRESS_BODY_FACTOR,
-        ident="edgecast",
-        clear_untrusted_proxy_headers=True,
-    )
+    server = create_server(config, app, state)
     shutdown = GracefulShutdown(server, state, tracker)
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     threading.Thread(target=load_initial_model, args=(state,), name="load", daemon=True).start()
     log.info(
-        "listening on http://%s:%s (runtime %s, admin API %s)",
+        "listening on http://%s:%s (runtime %s, admin API %s, at most %d connections)",
         config.host,
         server.effective_port,
-        config.runtime,  # type: ignore[attr-defined]
+        config.runtime,
         "on" if config.admin_token else "off",
+        config.connection_limit,
     )
-    server.run()
+    server.run_until(shutdown.step)
+    server.close_all()
+    log.info("drained, exiting")
     return 0

@@ -453,3 +453,140 @@ ACCEPTED_AUTHORIZATIONS = [
     pytest.param("Bearer  {token}", id="two-spaces"),
 ]
 
+
+def raw_request(
+    method: str = "POST",
+    path: str = "/v1/predict",
+    headers: Iterable[tuple[str, str]] = (("Content-Type", "application/json"),),
+    body: bytes = b"",
+    *,
+    content_length: bool = True,
+    version: str = "HTTP/1.1",
+) -> bytes:
+    """An HTTP/1.1 request as bytes, with Host, Connection: close and (unless told otherwise)
+    the body's true Content-Length."""
+    lines = [f"{method} {path} {version}", "Host: predictor", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    if content_length:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def _json_body(b: dict) -> bytes:
+    return json.dumps(b).encode()
+
+
+# Requests the HTTP server answers itself, before the app: framing, methods, sizes. Each is a
+# function of a valid body giving the raw bytes sent on a fresh connection; the answer must be
+# the same JSON error as the app's. They were text/plain, an HTML 308, or a reset connection.
+RAW_REQUESTS = [
+    pytest.param(
+        lambda b: raw_request("post", body=_json_body(b)),
+        400,
+        ("bad HTTP request", "method"),
+        id="lowercase-method",
+    ),
+    pytest.param(
+        lambda b: raw_request(headers=[*JSON.items(), ("Content-Length", "5")], body=_json_body(b)),
+        400,
+        ("Content-Length",),
+        id="duplicate-content-length",
+    ),
+    pytest.param(
+        lambda b: raw_request(
+            headers=[*JSON.items(), ("Content-Length", "-5")], content_length=False
+        ),
+        400,
+        ("Content-Length",),
+        id="negative-content-length",
+    ),
+    pytest.param(
+        lambda b: raw_request(
+            headers=[*JSON.items(), ("Content-Length", "12abc")], content_length=False
+        ),
+        400,
+        ("Content-Length",),
+        id="content-length-not-a-number",
+    ),
+    pytest.param(
+        lambda b: raw_request(headers=[*JSON.items(), ("X-Padding", "x" * 300_000)]),
+        431,
+        ("headers are larger than the limit",),
+        id="header-of-300-kb",
+    ),
+    pytest.param(
+        lambda b: raw_request(headers=JSON.items(), body=b"x" * (1024 * 1024)),
+        413,
+        ("larger than the limit", str(MAX_BODY)),
+        id="body-of-1-mib",
+    ),
+    pytest.param(
+        lambda b: raw_request(
+            headers=[*JSON.items(), ("Content-Length", str(16 * MAX_BODY))],
+            content_length=False,
+        ),
+        413,
+        ("larger than the limit", str(MAX_BODY)),
+        id="content-length-of-1-mib-announced",
+    ),
+    pytest.param(
+        lambda b: raw_request(
+            headers=[*JSON.items(), ("Transfer-Encoding", "chunked")],
+            body=f"{MAX_BODY + 1:x}\r\n".encode() + b"x" * (MAX_BODY + 1) + b"\r\n0\r\n\r\n",
+            content_length=False,
+        ),
+        413,
+        ("larger than the limit", str(MAX_BODY)),
+        id="chunked-body-over-the-limit",
+    ),
+    pytest.param(
+        lambda b: raw_request(
+            headers=[*JSON.items(), ("Transfer-Encoding", "chunked")],
+            body=b"zz\r\n",
+            content_length=False,
+        ),
+        400,
+        ("bad HTTP request", "chunk"),
+        id="chunked-body-with-a-bad-chunk-size",
+    ),
+    pytest.param(
+        lambda b: raw_request(
+            headers=[*JSON.items(), ("Transfer-Encoding", "identity")],
+            body=_json_body(b),
+            content_length=False,
+        ),
+        501,
+        ("Transfer-Encoding",),
+        id="transfer-encoding-identity",
+    ),
+    pytest.param(
+        lambda b: raw_request(headers=[*JSON.items(), ("Bad Header", "x")], body=_json_body(b)),
+        400,
+        ("bad HTTP request", "header"),
+        id="space-in-a-header-name",
+    ),
+    pytest.param(
+        lambda b: raw_request(path="/v1/predict\xff", body=_json_body(b)),
+        400,
+        ("bad HTTP request", "URI"),
+        id="path-not-utf8",
+    ),
+    pytest.param(
+        lambda b: raw_request(path="/v1//predict", body=_json_body(b)),
+        404,
+        ("not found",),
+        id="merged-slashes",
+    ),
+    pytest.param(
+        lambda b: raw_request("OPTIONS", body=b""),
+        405,
+        ("not allowed",),
+        id="options",
+    ),
+    pytest.param(
+        lambda b: raw_request(headers=JSON.items(), body=b""),
+        400,
+        ("empty body",),
+        id="content-length-0",
+    ),
+]

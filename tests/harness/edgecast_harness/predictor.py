@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
 
 import requests
 
+from .paths import REPO
 from .ports import free_port
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
+# The unit tier's golden bundle (LiteRT): a predictor serving it is ready in about a second.
+GOLDEN_STORE = REPO / "tests" / "unit" / "fixtures" / "bundles"
 
 
 def edgecast(*args: str, check: bool = True, **kwargs: object) -> subprocess.CompletedProcess:
@@ -138,3 +145,25 @@ class PredictorLauncher:
     def stop_all(self) -> None:
         for predictor in self.started:
             predictor.stop()
+
+
+@dataclass
+class RawAnswer:
+    status: int
+    headers: Message
+    text: str
+
+
+def send_raw(port: int, data: bytes, timeout: float = 10) -> RawAnswer:
+    """Sends ``data`` as is on a new connection to 127.0.0.1:``port`` and reads one answer.
+
+    A server may answer before it has read everything (a 413 on the announced length); the
+    rest of the sending may then fail, and the answer is read all the same.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(data)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        text = response.read().decode(errors="replace")
+        return RawAnswer(response.status, response.headers, text)
