@@ -8,6 +8,7 @@ app's JSON error, readable by a client that is still sending. Probes have their 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -23,7 +24,13 @@ from edgecast.predictor.config import PredictorConfig
 from edgecast.predictor.connections import ConnectionSettings, PredictorServer
 from edgecast.predictor.observability import PredictorMetrics
 from edgecast.predictor.server import build_state, create_server, load_initial_model
-from edgecast_harness.bad_requests import RAW_REQUESTS, json_error, raw_request
+from edgecast_harness.bad_requests import (
+    RAW_REQUESTS,
+    check_fuzz_answer,
+    fuzz_raw_requests,
+    json_error,
+    raw_request,
+)
 from edgecast_harness.bodies import window_from_data
 from edgecast_harness.predictor import send_raw
 
@@ -31,6 +38,10 @@ from edgecast_harness.predictor import send_raw
 @pytest.fixture(scope="module")
 def body() -> dict:
     return window_from_data()
+
+
+SEED = int(os.environ.get("EDGECAST_FUZZ_SEED", "20261201"))
+RAW_CASES = 400
 
 
 @contextmanager
@@ -107,3 +118,21 @@ def test_probes_are_answered_while_every_prediction_thread_is_busy() -> None:
             release.set()
             for sock in predictions:
                 sock.close()
+
+
+def test_fuzzed_raw_requests_get_json_answers_and_no_5xx(server: PredictorServer, body: dict):
+    """Seeded damage at the HTTP level (method, version, path, header lines, framing); the
+    only 5xx the server may give is 501 for a Transfer-Encoding it does not implement, and
+    the generator sends none."""
+    statuses: dict[int, int] = {}
+    failures = []
+    for case, request in fuzz_raw_requests(SEED, RAW_CASES, body):
+        answer = send_raw(server.effective_port, request, timeout=5)
+        statuses[answer.status] = statuses.get(answer.status, 0) + 1
+        try:
+            check_fuzz_answer("", answer.status, answer.headers, answer.text)
+        except (AssertionError, ValueError) as exc:
+            failures.append((case, request[:80], repr(exc)[:300]))
+    print(f"seed {SEED}: {RAW_CASES} raw requests, answers by status {sorted(statuses.items())}")
+    assert not failures, f"{len(failures)} bad answers (seed {SEED}): {failures[:5]}"
+    assert_serves(server, body)

@@ -119,7 +119,7 @@ def _api(state: PredictorState) -> Blueprint:
     @api.get("/metrics")
     def prometheus() -> Response:
         metrics.ready.set(1 if holder.ready else 0)
-        return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
 
     return api
 

@@ -9,12 +9,16 @@ sends them through ``create_app(...).test_client()``, the process tier over HTTP
 from __future__ import annotations
 
 import json
+import math
+import random
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
 import pytest
 
 JSON = {"Content-Type": "application/json"}
+ALLOWED = ("loads", "last_timestamp", "timestamps", "temperatures")
 MAX_BODY = 64 * 1024  # the predictor's default --max-body-bytes
 
 
@@ -590,3 +594,201 @@ RAW_REQUESTS = [
         id="content-length-0",
     ),
 ]
+
+
+# --- Seeded fuzzing: requests made by a generator, the same for every tier ------------------
+
+FORECAST_STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:00:00Z")
+_JUNK_VALUES: list[object] = [
+    None, True, False, 0, -1, 1e308, -1e308, 2**70, 1e-320, "", "12.5", "\u0000", "\u202e",
+    [], [1, [2, [3]]], {}, {"loads": []}, "x" * 300,
+]  # fmt: skip
+
+
+_CONTENT_TYPES = [
+    "application/json; charset=utf-8", "APPLICATION/JSON", "application/json;",
+    "application/jsonx", "text/plain", "", "multipart/form-data; boundary=x",
+    "application/x-www-form-urlencoded", "application/json; charset=latin-1",
+]  # fmt: skip
+_HEADER_NAMES = [
+    "Accept", "Content-Encoding", "Expect", "X-Forwarded-For", "Authorization", "Range",
+    "If-None-Match", "Cookie",
+]  # fmt: skip
+_HEADER_VALUES = [
+    "gzip", "*/*", "100-continue", "Bearer x", "bytes=0-1", "\u00e9t\u00e9", "a" * 2000,
+    "1.2.3.4, ::1",
+]  # fmt: skip
+_PATHS = [
+    "/v1/predict/", "/v1//predict", "/V1/PREDICT", "/v1/predict?x=1", "/v1/model",
+    "/%2e%2e/etc/passwd", "/admin/v1/models", "/healthz", "/readyz", "/metrics",
+    "/v1/predict%00", "/" + "a" * 3000,
+]  # fmt: skip
+
+
+def fuzz_timestamp(rng: random.Random) -> str:
+    """A timestamp near ISO 8601: valid ones in and out of range, and malformed ones."""
+    if rng.random() < 0.2:  # at the ends of datetime's range, where conversions overflow
+        day = rng.choice(["0001-01-01T00", "9999-12-31T23", "0001-01-01T01", "9999-12-31T22"])
+        return day + ":00:00" + rng.choice(["Z", "+01:00", "-01:00", "+23:59", "-23:59"])
+    year = rng.choice(
+        ["2017", "2017", "2000", "2100", "1999", "2101", "0001", "0000", "9999", "1970",
+         f"{rng.randrange(10_000):04d}", str(rng.randrange(100_000)), "\uff12\uff10\uff11\uff17"]
+    )  # fmt: skip
+    month = rng.choice(["12", "12", "01", "02", "00", "13", "1"])
+    day = rng.choice(["20", "20", "01", "28", "29", "31", "00", "32"])
+    hour = rng.choice(["23", "23", "00", "12", "24", "7"])
+    minute = rng.choice(["00", "00", "00", "30", "59", "60"])
+    second = rng.choice(["", ":00", ":00", ":05", ":60", ":00.000000", ":00.0000001", ":00,0"])
+    separator = rng.choice(["T", "T", "T", " ", "t", "_", ""])
+    zone = rng.choice(
+        ["Z", "Z", "", "+00:00", "-01:00", "+05:30", "+23:59", "-23:59", "+24:00", "z", "UTC",
+         "+00:00:00.000001", "+0100", "+5"]
+    )  # fmt: skip
+    tail = rng.choice(["", "", "", "", "\u0000garbage", "\n", " ", "Z", "\u200b"])
+    return f"{year}-{month}-{day}{separator}{hour}:{minute}{second}{zone}{tail}"
+
+
+def _fuzz_loads(rng: random.Random, loads: list[float]) -> object:
+    loads = list(loads)
+    choice = rng.randrange(6)
+    if choice == 0:  # a junk item
+        loads[rng.randrange(len(loads))] = rng.choice(_JUNK_VALUES)
+    elif choice == 1:  # another length
+        loads = loads[: rng.choice([0, 1, 599])] if rng.random() < 0.5 else loads * 2
+    elif choice == 2:  # extreme numbers, all of them valid JSON
+        for _ in range(rng.randrange(1, 5)):
+            loads[rng.randrange(len(loads))] = rng.choice([0, 0.0, -0.0, 1e300, 5e-324, 10**20])
+    elif choice == 3:
+        return rng.choice(_JUNK_VALUES)
+    elif choice == 4:  # negative
+        loads[rng.randrange(len(loads))] = -rng.random()
+    return loads
+
+
+def _fuzz_text(rng: random.Random, text: bytes) -> bytes:
+    """Damages JSON text: cut, flipped, inserted or repeated bytes, a BOM, a duplicate key."""
+    choice = rng.randrange(7)
+    at = rng.randrange(len(text) + 1)
+    if choice == 0:
+        return text[:at]
+    if choice == 1:
+        flipped = bytearray(text)
+        for _ in range(rng.randrange(1, 4)):
+            flipped[rng.randrange(len(flipped))] = rng.randrange(256)
+        return bytes(flipped)
+    if choice == 2:
+        junk = rng.choice([b"NaN", b"Infinity", b"\x00", b"\xff\xfe", b"}", b"]]]", b"1e999", b"-"])
+        return text[:at] + junk + text[at:]
+    if choice == 3:
+        return b"\xef\xbb\xbf" + text
+    if choice == 4:
+        key = rng.choice([b'"loads"', b'"last_timestamp"', b'"timestamps"', b'"x"'])
+        return b"{" + key + b": " + rng.choice([b"1", b"null", b"[]", b'"a"']) + b", " + text[1:]
+    if choice == 5:
+        depth = rng.choice([10, 1000, 20_000])
+        return b"[" * depth + b"]" * depth
+    return text + rng.choice([b" ", b"\n", b"{}", b"x"])
+
+
+def fuzz_requests(seed: int, count: int, body: dict) -> list[tuple[str, dict]]:
+    """``count`` requests made by a seeded generator from a valid prediction ``body``: keyword
+    arguments of ``requests.request`` and of Flask's test client ``open``, each with an id."""
+    rng = random.Random(seed)
+    made: list[tuple[str, dict]] = []
+    for n in range(count):
+        method, path, headers = "POST", "/v1/predict", dict(JSON)
+        payload: dict = dict(body)
+        data: bytes | None = None
+        kind = rng.choice(
+            ["timestamp", "timestamp", "timestamp", "timestamps", "loads", "loads", "text",
+             "text", "fields", "headers", "route"]
+        )  # fmt: skip
+        if kind == "timestamp":
+            payload["last_timestamp"] = fuzz_timestamp(rng)
+        elif kind == "timestamps":
+            stamps = hourly(body["last_timestamp"])
+            stamps[rng.choice([0, 299, 599])] = fuzz_timestamp(rng)
+            payload = timestamps_body(body, stamps)
+        elif kind == "loads":
+            payload["loads"] = _fuzz_loads(rng, body["loads"])
+        elif kind == "text":
+            data = _fuzz_text(rng, json.dumps(payload).encode())
+        elif kind == "fields":
+            for _ in range(rng.randrange(1, 3)):
+                key = rng.choice([*ALLOWED, "building", "", "loads ", "\u0000"])
+                if key in payload and rng.random() < 0.5:
+                    del payload[key]
+                else:
+                    payload[key] = rng.choice([*_JUNK_VALUES, body["loads"]])
+        elif kind == "headers":
+            headers["Content-Type"] = rng.choice(_CONTENT_TYPES)
+            for _ in range(rng.randrange(3)):
+                headers[rng.choice(_HEADER_NAMES)] = rng.choice(_HEADER_VALUES)
+        else:
+            method = rng.choice(["GET", "PUT", "PATCH", "DELETE", "POST", "OPTIONS"])
+            path = rng.choice(_PATHS)
+        if data is None:
+            data = json.dumps(payload).encode()
+        made.append((f"{n}-{kind}", {"method": method, "path": path, "data": data,
+                                     "headers": headers}))  # fmt: skip
+    return made
+
+
+def fuzz_raw_requests(seed: int, count: int, body: dict) -> list[tuple[str, bytes]]:
+    """``count`` complete HTTP requests as bytes, damaged at the HTTP level by a seeded
+    generator: method, version, path, header lines and framing of a valid request."""
+    rng = random.Random(seed)
+    text = json.dumps(body).encode()
+    made: list[tuple[str, bytes]] = []
+    for n in range(count):
+        method, path, version = "POST", "/v1/predict", "HTTP/1.1"
+        headers = [("Content-Type", "application/json")]
+        content_length: bool = True
+        data = text
+        kind = rng.choice(["method", "version", "path", "header", "header", "length", "chunked"])
+        if kind == "method":
+            method = rng.choice(["post", "Post", "P0ST", "POST ", "", "GET", "CONNECT", "PRI"])
+        elif kind == "version":
+            version = rng.choice(["HTTP/1.0", "HTTP/2.0", "HTTP/1.1 ", "HTTP/x", "http/1.1", ""])
+        elif kind == "path":
+            path = rng.choice(["/v1/predict\xff", "/v1/pre dict", "*", "http://h/v1/predict",
+                               "v1/predict", "/v1/predict#x", "/%ff", "//v1/predict"])  # fmt: skip
+        elif kind == "header":
+            headers.append(
+                rng.choice(
+                    [("X Y", "1"), ("X-Y", "a\x00b"), ("X-Y", "a\rb"), ("", "v"), (":", "v"),
+                     ("X-Long", "x" * rng.choice([8000, 70_000, 300_000])), ("Host", "other"),
+                     ("Content-Type", "text/plain"), ("X-Fold", "a\r\n b"), ("Expect", "x")]
+                )
+            )  # fmt: skip
+        elif kind == "length":
+            content_length = False
+            value = rng.choice(["-1", "abc", "1e3", "+10", " 10", "0x10", "10, 10", "",
+                                "99999999999999999999", str(len(data) - 5)])  # fmt: skip
+            headers.append(("Content-Length", value))
+        else:
+            content_length = False
+            headers.append(("Transfer-Encoding", "chunked"))
+            size = rng.choice([f"{len(data):x}", f"{len(data):X}", "zz", "-1", f"{len(data):x};e"])
+            data = size.encode() + b"\r\n" + data + b"\r\n0\r\n\r\n"
+        request = raw_request(
+            method, path, headers, data, content_length=content_length, version=version
+        )
+        made.append((f"{n}-{kind}", request))
+    return made
+
+
+def check_fuzz_answer(path: str, status: int, headers: Mapping[str, str], text: str) -> None:
+    """Whatever was asked: no 5xx, a JSON object (but the metrics), an error naming its status,
+    and a forecast with four-digit years when it is one."""
+    assert status < 500, (status, text[:300])
+    if status == 200 and path.split("?")[0] == "/metrics":
+        return  # Prometheus's text format
+    assert headers.get("Content-Type", "").startswith("application/json"), (status, headers)
+    answer = json.loads(text)
+    assert isinstance(answer, dict), answer
+    if status >= 400:
+        assert answer.get("status") == status and answer.get("error"), answer
+    elif "forecast_kwh" in answer:
+        assert all(math.isfinite(v) for v in answer["forecast_kwh"]), answer
+        assert all(FORECAST_STAMP.fullmatch(s) for s in answer["timestamps"]), answer
