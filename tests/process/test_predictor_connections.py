@@ -23,7 +23,7 @@ import requests
 
 from edgecast_harness.bad_requests import json_error
 from edgecast_harness.bodies import window_from_data
-from edgecast_harness.predictor import GOLDEN_STORE, Predictor, RawAnswer
+from edgecast_harness.predictor import GOLDEN_STORE, Predictor, RawAnswer, edgecast
 
 WITHIN_S = 1.0  # what a client and a probe (the kubelet's default timeout) may wait
 SLOW_HEAD = b"POST /v1/predict HTTP/1.1\r\nHost: predictor\r\nContent-Type: application/json\r\n"
@@ -241,3 +241,17 @@ def test_silent_slow_and_idle_connections_are_closed_after_their_timeouts(start_
         took = closed[name][0]
         assert took is not None and timeout - 0.1 < took < timeout + 4.0, (name, closed)
     assert predictor.get("/readyz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (("--connection-limit", "0"), "connection limit must be positive"),
+        (("--request-timeout", "0"), "timeouts must be positive"),
+        (("--first-year", "2101"), "first <= last"),
+    ],
+)
+def test_serve_refuses_bad_limits_before_listening(option, message):
+    result = edgecast("serve", "--store", str(GOLDEN_STORE), *option, check=False, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr, result.stderr

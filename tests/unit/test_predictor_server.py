@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 import threading
 import time
@@ -20,10 +21,16 @@ import pytest
 from waitress.adjustments import Adjustments
 
 from edgecast.predictor.app import create_app
-from edgecast.predictor.config import PredictorConfig
+from edgecast.predictor.config import ConfigError, PredictorConfig
 from edgecast.predictor.connections import ConnectionSettings, PredictorServer
 from edgecast.predictor.observability import PredictorMetrics
-from edgecast.predictor.server import build_state, create_server, load_initial_model
+from edgecast.predictor.server import (
+    FILES_BESIDES_CONNECTIONS,
+    build_state,
+    create_server,
+    load_initial_model,
+    reserve_file_descriptors,
+)
 from edgecast_harness.bad_requests import (
     RAW_REQUESTS,
     check_fuzz_answer,
@@ -136,3 +143,18 @@ def test_fuzzed_raw_requests_get_json_answers_and_no_5xx(server: PredictorServer
     print(f"seed {SEED}: {RAW_CASES} raw requests, answers by status {sorted(statuses.items())}")
     assert not failures, f"{len(failures)} bad answers (seed {SEED}): {failures[:5]}"
     assert_serves(server, body)
+
+
+def test_the_open_files_limit_is_raised_for_the_connections_or_the_start_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Raspberry Pi's systemd gives services a soft limit of 1024 open files."""
+    raised: list[tuple[int, int]] = []
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 4096))
+    monkeypatch.setattr(resource, "setrlimit", lambda _, limits: raised.append(limits))
+    reserve_file_descriptors(1000)
+    assert raised == [(1000 + FILES_BESIDES_CONNECTIONS, 4096)]
+    reserve_file_descriptors(900)  # within the soft limit already
+    assert len(raised) == 1
+    with pytest.raises(ConfigError, match=r"--connection-limit.*ulimit|ulimit.*--connection-limit"):
+        reserve_file_descriptors(5000)

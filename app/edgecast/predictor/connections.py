@@ -1,11 +1,12 @@
 """The predictor's HTTP connections: bounded in number and in time, every error answered in JSON.
 
-waitress parses HTTP and runs the WSGI tasks, but on its own settings a handful of idle or
-half-sent connections take a predictor offline: at ``connection_limit`` it stops accepting (the
-kubelet's probes then time out), an idle connection is kept for ``channel_timeout`` however it
-got there, a request trickled in a byte at a time is kept forever, its select() loop stops at
-1024 descriptors, and the errors it answers itself are text/plain. Settings cannot change that,
-so these classes extend waitress's server, channel and tasks (pinned in requirements.txt):
+waitress parses HTTP and runs the WSGI tasks, but with any of its settings a handful of idle
+or half-sent connections take a predictor offline: at ``connection_limit`` it stops accepting
+(the kubelet's probes then time out), ``channel_timeout`` counts from the last byte, so a
+request trickled in a byte at a time is kept forever, probes queue behind predictions, and the
+errors it answers itself are text/plain (only its select() loop's limit of 1024 descriptors is
+a setting away). So these classes extend waitress's server, channel and tasks (waitress is
+pinned in requirements.txt), and the loop polls:
 
 * a request, headers and body, must arrive within ``request_timeout_s`` (the first one counted
   from the connection's accept), else 408; a connection idle between requests is closed after
@@ -233,7 +234,7 @@ class PredictorChannel(HTTPChannel):
 
 
 class PredictorServer(TcpWSGIServer):
-    """waitress's TCP server with the connection policy above; run by ``run``, not waitress."""
+    """waitress's TCP server with the connection policy above, run by ``run_until``."""
 
     channel_class = PredictorChannel
     draining = False  # answers close their connection; the loop polls faster
@@ -252,10 +253,6 @@ class PredictorServer(TcpWSGIServer):
         self.probe_dispatcher.set_thread_count(1)
         super().__init__(application, map={}, adj=adj)
         metrics.open_connections.set_function(lambda: len(self.active_channels))
-
-    @property
-    def map(self) -> dict[int, wasyncore.dispatcher]:
-        return self._map
 
     # --- accepting, within the limit ------------------------------------------------------
 
