@@ -3,7 +3,8 @@
 Tiers are folders, and each folder is a marker (registered in pytest.ini): ``unit`` (no root,
 no network, no Docker), ``process`` (real predictor and ansible-playbook processes on this
 machine), ``container`` (real Docker containers and image builds), ``molecule`` (the roles'
-Molecule scenarios) and ``cluster`` (the real Kubernetes of tests/infra/cluster). They run in
+Molecule scenarios), ``fleet`` (separate hosts reached over SSH, provisioned by the playbooks)
+and ``cluster`` (the real Kubernetes of tests/infra/cluster). They run in
 that order, so the quick tiers report first while the slow preparations run in the background.
 
 Every predictor here is a real ``edgecast serve`` process (waitress) called over HTTP on
@@ -25,7 +26,7 @@ from edgecast_harness.images import BuiltImage, build_predictor_image
 from edgecast_harness.paths import REPO
 from edgecast_harness.predictor import PredictorLauncher, edgecast
 
-TIERS = ("unit", "process", "container", "molecule", "cluster")
+TIERS = ("unit", "process", "container", "molecule", "fleet", "cluster")
 
 
 def tier_of(item: pytest.Item) -> str:

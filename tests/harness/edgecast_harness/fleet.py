@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from .paths import REPO
 
 NODE_IMAGE = "local/edgecast-fleet-node:bookworm"
 NODE_DOCKERFILE = REPO / "tests" / "infra" / "fleet" / "node.Dockerfile"
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 USER = "edgecast"
 SSH_OPTIONS = (
     "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
@@ -39,6 +42,8 @@ class HostSpec:
     name: str
     groups: tuple[str, ...]
     host_vars: dict[str, object] = field(default_factory=dict)
+    # Extra ``docker run --volume`` mounts, e.g. a download cache shared with this machine.
+    volumes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -89,8 +94,10 @@ def node_image() -> str:
     """The fleet's host image, built from the systemd base image (Docker's cache keeps it)."""
     docker_engine()
     base_image("amd64", "systemd")
-    docker("build", "--quiet", "--tag", NODE_IMAGE, "--file", str(NODE_DOCKERFILE),
-           str(NODE_DOCKERFILE.parent), timeout=900)  # fmt: skip
+    with tempfile.TemporaryDirectory() as context:
+        shutil.copy(NODE_DOCKERFILE, Path(context) / "Dockerfile")
+        shutil.copy(HOST_CA_BUNDLE, Path(context) / "site-ca.pem")
+        docker("build", "--quiet", "--tag", NODE_IMAGE, context, timeout=900)
     return NODE_IMAGE
 
 
@@ -112,6 +119,7 @@ def start_fleet(work: Path, specs: Iterable[HostSpec], group_vars: dict | None =
                 "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
                 "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp:exec",
                 "--volume", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cgroupns", "host",
+                *(f"--volume={volume}" for volume in spec.volumes),
                 "--label", "io.edgecast.test=fleet", image, "/sbin/init",
             )  # fmt: skip
             address = docker(

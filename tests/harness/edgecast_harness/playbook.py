@@ -44,6 +44,16 @@ class PlaybookRun:
         changed = self.stats.get("changed", {})
         return changed.get(host, 0) if host else sum(changed.values())
 
+    def changed_tasks(self, host: str | None = None) -> list[str]:
+        """Names of the tasks that reported a change (on ``host``), for assertion messages."""
+        return [
+            f"{event['event_data'].get('host')}: {event['event_data'].get('task')}"
+            for event in self.events
+            if event.get("event") == "runner_on_ok"
+            and event["event_data"].get("res", {}).get("changed")
+            and (host is None or event["event_data"].get("host") == host)
+        ]
+
     @property
     def hosts(self) -> list[str]:
         return sorted(self.stats.get("processed", {}))
