@@ -26,6 +26,7 @@ from edgecast_harness.images import BuiltImage, build_predictor_image
 from edgecast_harness.paths import REPO
 from edgecast_harness.predictor import PredictorLauncher, edgecast
 
+GOLDEN_STORE = REPO / "tests" / "unit" / "fixtures" / "bundles"
 TIERS = ("unit", "process", "container", "molecule", "fleet", "cluster")
 
 
@@ -119,6 +120,16 @@ def start_predictor(tmp_path: Path) -> Iterator:
     launcher = PredictorLauncher(tmp_path)
     yield launcher.start
     launcher.stop_all()
+
+
+@pytest.fixture(scope="session")
+def golden_bundle() -> Path:
+    """One real bundle kept in the checkout (tests/unit/fixtures/bundles), made by ``edgecast
+    train --building b13 --seed 0 --epochs 2``: the unit tier's model, loaded on LiteRT (no
+    TensorFlow); tests/unit/test_golden_bundle.py says how to make it again when the format moves.
+    """
+    (bundle,) = sorted(p for p in GOLDEN_STORE.iterdir() if p.is_dir())
+    return bundle
 
 
 @pytest.fixture(scope="session")
