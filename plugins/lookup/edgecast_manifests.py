@@ -1,7 +1,8 @@
 """Lookup ``edgecast_manifests``: a node's predictor Deployment and Service as API objects.
 
-Thin: the objects come from ``edgecast.deploy.manifests.render``, the same code the rollout
-plugin uses, so the predictor_deploy role and ``rollout-model.yml`` agree on every name.
+Thin: the objects come from ``edgecast.deploy.manifests.render``, the same code the pod switch
+starts predictors with; the predictor_deploy role renders through it to fail on a bad setting
+before anything changes.
 """
 
 from __future__ import annotations

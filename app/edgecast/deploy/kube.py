@@ -18,6 +18,11 @@ from typing import Any
 
 import urllib3
 from kubernetes import client, config, watch
+
+# The client loads each API class on first use (pydantic models: about a second for these three
+# on a small machine). Taken at import, that cost falls where this module is imported; Ansible's
+# main process imports it once for every task (see plugins/action/edgecast_pod_switch.py).
+from kubernetes.client import AppsV1Api, CoreV1Api, DiscoveryV1Api
 from kubernetes.client.exceptions import ApiException
 
 Obj = dict[str, Any]
@@ -46,16 +51,16 @@ class WatchTimeout(CheckFailed):
 class KubeApis:
     """The API groups the switch talks to; tests build it on a client aimed at a fake server."""
 
-    core: client.CoreV1Api
-    apps: client.AppsV1Api
-    discovery: client.DiscoveryV1Api
+    core: CoreV1Api
+    apps: AppsV1Api
+    discovery: DiscoveryV1Api
 
     @classmethod
     def from_api_client(cls, api_client: client.ApiClient) -> KubeApis:
         return cls(
-            core=client.CoreV1Api(api_client),
-            apps=client.AppsV1Api(api_client),
-            discovery=client.DiscoveryV1Api(api_client),
+            core=CoreV1Api(api_client),
+            apps=AppsV1Api(api_client),
+            discovery=DiscoveryV1Api(api_client),
         )
 
     def close(self) -> None:

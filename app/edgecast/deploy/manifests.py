@@ -1,8 +1,9 @@
 """Render a node's predictor Deployment and Service from the shared Kubernetes templates.
 
-The predictor_deploy role (through the ``edgecast_manifests`` lookup) and the rollout plugin both
-call :func:`render`, so the first deployment and every rollout produce the same objects and the
-same names. Names are computed here, once, rather than in two template languages.
+The pod switch calls :func:`render` for the first deployment (the predictor_deploy role) and for
+every rollout, so both produce the same objects and the same names; the ``edgecast_manifests``
+lookup renders through it too. Names are computed here, once, rather than in two template
+languages.
 
 The templates are package data (``edgecast/deploy/templates/k8s``; the checkout's
 ``templates/k8s`` links there for the roles), so an installed package renders without a checkout.
