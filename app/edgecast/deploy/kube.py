@@ -18,19 +18,15 @@ from typing import Any
 
 import urllib3
 from kubernetes import client, config, watch
-
-# The client loads each API class on first use (pydantic models: about a second for these three
-# on a small machine). Taken at import, that cost falls where this module is imported; Ansible's
-# main process imports it once for every task (see plugins/action/edgecast_pod_switch.py).
-from kubernetes.client import AppsV1Api, CoreV1Api, DiscoveryV1Api
 from kubernetes.client.exceptions import ApiException
+
+from edgecast.deploy.endpoints import AppsApi, CoreApi, DiscoveryApi
 
 Obj = dict[str, Any]
 # Objects of one kind by name, as a list or a watch last showed them.
 Objects = dict[str, Obj]
 
-# Errors an API call can end with: the server's answer, the transport, a body that is not JSON
-# or does not fit the client's models.
+# Errors an API call can end with: the server's answer, the transport, a body that is not JSON.
 API_ERRORS: tuple[type[BaseException], ...] = (
     ApiException,
     urllib3.exceptions.HTTPError,
@@ -51,16 +47,16 @@ class WatchTimeout(CheckFailed):
 class KubeApis:
     """The API groups the switch talks to; tests build it on a client aimed at a fake server."""
 
-    core: CoreV1Api
-    apps: AppsV1Api
-    discovery: DiscoveryV1Api
+    core: CoreApi
+    apps: AppsApi
+    discovery: DiscoveryApi
 
     @classmethod
     def from_api_client(cls, api_client: client.ApiClient) -> KubeApis:
         return cls(
-            core=CoreV1Api(api_client),
-            apps=AppsV1Api(api_client),
-            discovery=DiscoveryV1Api(api_client),
+            core=CoreApi(api_client),
+            apps=AppsApi(api_client),
+            discovery=DiscoveryApi(api_client),
         )
 
     def close(self) -> None:
