@@ -17,11 +17,15 @@ from edgecast_harness.fleet import Fleet, HostSpec, start_fleet
 # pip's download cache of this machine, shared with the cloud host so that TensorFlow's wheels
 # are downloaded once per machine rather than once per run.
 PIP_CACHE = Path.home() / ".cache" / "pip"
+# Docker's data root on a volume of its own, as on a board's disk: an engine inside a container
+# cannot put overlay2 on the container's own overlay root (it would fall back to vfs, which
+# copies every layer whole).
+DOCKER_DATA = "/var/lib/docker"
 
 HOSTS = (
     HostSpec("cloud-1", ("cloud",), volumes=(f"{PIP_CACHE}:/root/.cache/pip",)),
-    HostSpec("pi-1", ("rpi", "k3s_server")),
-    HostSpec("nano-1", ("jetson", "k3s_agent")),
+    HostSpec("pi-1", ("rpi", "k3s_server"), volumes=(DOCKER_DATA,)),
+    HostSpec("nano-1", ("jetson", "k3s_agent"), volumes=(DOCKER_DATA,)),
 )
 
 

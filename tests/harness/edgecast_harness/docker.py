@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
+from .cache import cache_root
 from .paths import REPO
 
 AMD64_BASE_IMAGE = "local/debian-amd64:bookworm"
@@ -35,3 +37,20 @@ def base_image(arch: str, flavour: str = "", timeout: float = 1800) -> str:
     expected = f"local/debian-{arch}{'-' + flavour if flavour else ''}:bookworm"
     assert image == expected, image
     return image
+
+
+def image_archive(image: str) -> Path:
+    """``docker save`` of a local image, kept in the cache under the image's ID.
+
+    Hosts of the test fleet have engines of their own and no registry to pull from: roles load
+    their base images from such an archive, as an air-gapped site would.
+    """
+    image_id = docker("image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
+    folder = cache_root() / "image-archives"
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = folder / f"{image_id.removeprefix('sha256:')[:24]}.tar"
+    if not archive.exists():
+        partial = archive.with_suffix(".partial")
+        docker("save", "--output", str(partial), image, timeout=600)
+        partial.rename(archive)
+    return archive
