@@ -47,8 +47,9 @@ description:
 options:
   kubeconfig:
     description:
-      - Path of a kubeconfig on the controller. Without it, the in-cluster service account is
-        used.
+      - Path of a kubeconfig on the controller. Without it, as kubernetes.core - the file in
+        E(K8S_AUTH_KUBECONFIG), else the in-cluster service account, else the default
+        kubeconfig (E(KUBECONFIG), else C(~/.kube/config)).
     type: path
   context:
     description: Context of O(kubeconfig) to use; its current context when omitted.

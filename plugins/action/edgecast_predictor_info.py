@@ -41,7 +41,10 @@ description:
     deployments and read pods and events for O(wait)).
 options:
   kubeconfig:
-    description: A kubeconfig on the controller; without it, the in-cluster service account.
+    description:
+      - Path of a kubeconfig on the controller. Without it, as kubernetes.core - the file in
+        E(K8S_AUTH_KUBECONFIG), else the in-cluster service account, else the default
+        kubeconfig (E(KUBECONFIG), else C(~/.kube/config)).
     type: path
   context:
     description: Context of O(kubeconfig) to use; its current context when omitted.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -68,24 +69,32 @@ class KubeConfigError(ValueError):
 
 
 def connect(kubeconfig: str | None = None, context: str | None = None) -> KubeApis:
-    """Clients from a kubeconfig file (and context), or from the pod's service account."""
-    if context and not kubeconfig:
-        raise KubeConfigError(f"context {context!r} needs a kubeconfig file to choose it from")
+    """Clients found as kubernetes.core finds them: from ``kubeconfig`` (else the file in
+    ``K8S_AUTH_KUBECONFIG``) and ``context``; without either, the pod's service account when
+    running in a cluster, else the default kubeconfig (``KUBECONFIG``, else ``~/.kube/config``)."""
+    kubeconfig = kubeconfig or os.environ.get("K8S_AUTH_KUBECONFIG") or None
     try:
-        if kubeconfig:
+        if kubeconfig or context:
             api_client = config.new_client_from_config(
                 config_file=kubeconfig, context=context, persist_config=False
             )
         else:
-            configuration = client.Configuration()
-            config.load_incluster_config(client_configuration=configuration)
-            api_client = client.ApiClient(configuration)
+            api_client = _in_cluster_or_default()
     except (config.ConfigException, OSError, ValueError) as exc:
-        where = kubeconfig or "the in-cluster service account"
+        where = kubeconfig or "the in-cluster service account or the default kubeconfig"
         raise KubeConfigError(
             f"cannot configure the Kubernetes client from {where}: {exc}"
         ) from exc
     return KubeApis.from_api_client(api_client)
+
+
+def _in_cluster_or_default() -> client.ApiClient:
+    try:
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        return config.new_client_from_config(persist_config=False)
+    return client.ApiClient(configuration)
 
 
 def api_reason(exc: BaseException) -> str:

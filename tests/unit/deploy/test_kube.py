@@ -7,6 +7,7 @@ import json
 
 import pytest
 import urllib3
+from kubernetes.config import kube_config
 from recorded import RecordedApi, Watch, api_error, listing, load
 
 from edgecast.deploy.kube import (
@@ -87,17 +88,71 @@ def test_selectors_and_short_texts():
     assert short("x" * 300, 20) == "x" * 17 + "..."
 
 
-def test_a_context_needs_a_kubeconfig():
-    with pytest.raises(KubeConfigError, match="needs a kubeconfig file"):
-        connect(None, "edge")
+KUBECONFIG = """
+apiVersion: v1
+kind: Config
+clusters:
+  - {name: a, cluster: {server: "https://192.0.2.1:6443"}}
+  - {name: b, cluster: {server: "https://192.0.2.2:6443"}}
+users:
+  - {name: u, user: {token: t}}
+contexts:
+  - {name: first, context: {cluster: a, user: u}}
+  - {name: second, context: {cluster: b, user: u}}
+current-context: first
+"""
 
 
-def test_an_unusable_kubeconfig_is_named(tmp_path):
-    missing = tmp_path / "kubeconfig"
+@pytest.fixture
+def environment(tmp_path, monkeypatch):
+    """No cluster around, no kubeconfig named by the environment and none at the default place
+    (the client reads KUBECONFIG once, at import, into its default location); a file to name."""
+    for name in ("KUBERNETES_SERVICE_HOST", "K8S_AUTH_KUBECONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "none"))
+    path = tmp_path / "kubeconfig"
+    path.write_text(KUBECONFIG)
+    return path
+
+
+def server_of(apis) -> str:
+    return apis.core.api_client.configuration.host
+
+
+@pytest.mark.parametrize(
+    ("kubeconfig", "context", "named_by", "server"),
+    [
+        ("file", None, None, "https://192.0.2.1:6443"),
+        ("file", "second", None, "https://192.0.2.2:6443"),
+        (None, None, "K8S_AUTH_KUBECONFIG", "https://192.0.2.1:6443"),
+        (None, None, "default", "https://192.0.2.1:6443"),
+        (None, "second", "default", "https://192.0.2.2:6443"),
+    ],
+)
+def test_the_client_is_found_as_kubernetes_core_finds_it(
+    environment, monkeypatch, kubeconfig, context, named_by, server
+):
+    if named_by == "default":
+        monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(environment))
+    elif named_by:
+        monkeypatch.setenv(named_by, str(environment))
+    path = str(environment) if kubeconfig == "file" else None
+    assert server_of(connect(path, context)) == server
+
+
+def test_an_unusable_kubeconfig_is_named(environment):
+    missing = environment.parent / "missing"
     with pytest.raises(
         KubeConfigError, match=f"cannot configure the Kubernetes client from {missing}"
     ):
         connect(str(missing))
+
+
+def test_without_a_cluster_or_a_kubeconfig_the_error_says_where_it_looked(environment):
+    with pytest.raises(
+        KubeConfigError, match="from the in-cluster service account or the default kubeconfig"
+    ):
+        connect()
 
 
 def is_available(objects: dict) -> bool:
