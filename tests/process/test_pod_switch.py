@@ -704,3 +704,57 @@ def test_without_edgecast_the_deploy_plugins_say_what_to_install(tmp_path):
             f"Python, {python} (No module named 'edgecast'). Install it into that interpreter: "
             f"{python} -m pip install -e '{REPO / 'app'}[deploy]'"
         ), task
+
+
+WAIT_PLAYBOOK = """\
+- name: Waiting for the model a node's Service selects
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Wait on edge-1
+      edgecast_predictor_info:
+        kubeconfig: "{{ kubeconfig }}"
+        node: "{{ item }}"
+        wait: true
+        wait_timeout: 5
+      loop: [edge-1, edge-2]
+      register: waits
+      ignore_errors: true
+
+    - name: Keep the results
+      ansible.builtin.copy:
+        content: "{{ waits.results | to_json }}"
+        dest: "{{ results }}"
+        mode: "0644"
+"""
+
+
+def test_the_info_action_waits_until_the_selected_model_is_available(fake, tmp_path):
+    """edge-1's pod becomes ready seconds after its objects are seeded; edge-2 has no Service."""
+    fake.behaviour("model-a").ready_after = 3.0
+    objects = render_objects(spec("model-a"))
+    fake.seed(objects["deployment"], objects["service"])
+    playbook = tmp_path / "wait.yml"
+    playbook.write_text(WAIT_PLAYBOOK)
+    kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
+
+    run_playbook(
+        playbook,
+        *("-i", "localhost,", "-c", "local"),
+        *("-e", f"kubeconfig={kubeconfig}", "-e", f"results={tmp_path / 'results.json'}"),
+        *("-e", f"ansible_python_interpreter={sys.executable}"),
+        timeout=180,
+    )
+
+    waited, nothing = json.loads((tmp_path / "results.json").read_text())
+    assert (waited["model_id"], waited["available"]) == ("model-a", True)
+    assert waited["changed"] is False
+    assert nothing["failed"] is True
+    assert nothing["msg"] == (
+        "no Deployment to wait for: node edge-2 in namespace edgecast has no predictor Service "
+        "predictor-edge-2"
+    )
+    assert fake.writes() == []
+    assert any("/deployments?" in path and "watch=true" in path for _, path in fake.requests), (
+        "the wait is a watch"
+    )
