@@ -2,29 +2,39 @@
 # Builds a Debian base image from Debian's archive (no registry needed) and imports it into
 # Docker as local/debian-<arch>[-<flavour>]:bookworm. The root filesystem tarball is cached
 # outside the clone (EDGECAST_CACHE, default ~/.cache/edgecast), so later runs only import it.
-# Usage: base-image.sh ARCH [systemd|docker]      ARCH: amd64 | arm64 | armhf
+# Usage: base-image.sh ARCH [systemd|docker|nopython|ubuntu-bionic]   ARCH: amd64 | arm64 | armhf
 # Flavours: systemd boots /sbin/init; docker is systemd with Debian's Docker Engine (docker.io,
 # without Recommends) already installed, for the Molecule nodes that need an engine but do not
-# test its installation (docker_engine's own scenario installs it for real).
+# test its installation (docker_engine's own scenario installs it for real). nopython has no
+# Python at all, as a host before playbooks/bootstrap-python.yml gave it one. ubuntu-bionic is
+# Ubuntu 18.04 from Ubuntu's archive (UBUNTU_MIRROR, default archive.ubuntu.com for amd64,
+# ports.ubuntu.com for arm64), the userland of JetPack 4 with its Python 3.6, imported as
+# local/ubuntu-<arch>:bionic; its sources list only bionic main, as debootstrap leaves them.
 # EDGECAST_BASE_IMAGE_NO_IMPORT=1 only makes the cached tarball (Docker need not be running).
 # The packages come from the Debian mirror this machine's apt uses (DEBIAN_MIRROR overrides it).
 # Safe to run concurrently: one lock per image, and one for the host's apt.
 set -euo pipefail
-arch=${1:?usage: base-image.sh ARCH [systemd|docker]}
+arch=${1:?usage: base-image.sh ARCH [systemd|docker|nopython|ubuntu-bionic]}
 flavour=${2:-}
 suite=bookworm
+distribution=debian
 cache=${EDGECAST_CACHE:-$HOME/.cache/edgecast}/images
 packages=python3,python3-venv,python3-pip,ca-certificates,sudo
 case $flavour in
   '') ;;
   systemd) packages=$packages,systemd,systemd-sysv,dbus ;;
   docker) packages=$packages,systemd,systemd-sysv,dbus,docker.io,iptables ;;
-  *) echo "base-image.sh: unknown flavour $flavour (systemd or docker)" >&2; exit 2 ;;
+  nopython) packages=ca-certificates,sudo ;;
+  ubuntu-bionic)
+    distribution=ubuntu suite=bionic flavour=''
+    packages=python3,ca-certificates,sudo
+    ;;
+  *) echo "base-image.sh: unknown flavour $flavour (systemd, docker, nopython or ubuntu-bionic)" >&2; exit 2 ;;
 esac
-tag=local/debian-$arch${flavour:+-$flavour}:$suite
+tag=local/$distribution-$arch${flavour:+-$flavour}:$suite
 no_import=${EDGECAST_BASE_IMAGE_NO_IMPORT:-0}
 mkdir -p "$cache"
-tarball=$cache/debian-$arch${flavour:+-$flavour}-$suite.tar
+tarball=$cache/$distribution-$arch${flavour:+-$flavour}-$suite.tar
 already_there() {
   if [ "$no_import" = 1 ]; then
     [ -s "$tarball" ]
@@ -50,6 +60,7 @@ if [ "$arch" != amd64 ]; then
   need+=(qemu-user-static binfmt-support)
 fi
 [ -s "$tarball" ] || need+=(debootstrap)
+[ -s "$tarball" ] || [ "$distribution" != ubuntu ] || need+=(curl)
 missing=()
 for pkg in "${need[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -77,12 +88,38 @@ apt_mirror() {
   fi
   echo "${uri:-http://deb.debian.org/debian}"
 }
+# Ubuntu's archive keys for debootstrap, from the ubuntu-keyring package of Ubuntu 18.04 (Debian
+# 12 ships none). The package is pinned by its sha256; it holds the archive signing keys
+# 790BC7277767219C42C86F933B4FE6ACC0B21F32 (2012) and F6ECB3762474EDA9D21B7022871920D1991BC93C (2018).
+ubuntu_keyring() {
+  local deb=$cache/ubuntu-keyring_2018.09.18.1~18.04.2_all.deb
+  local sha256=5d8609563fb3074026b254d7d5248f90d393c7dbafcac48916f333bf3c90fed9
+  if ! echo "$sha256  $deb" | sha256sum --check --status 2>/dev/null; then
+    curl -fsS --retry 3 -o "$deb.tmp" \
+      "$1/pool/main/u/ubuntu-keyring/ubuntu-keyring_2018.09.18.1~18.04.2_all.deb"
+    echo "$sha256  $deb.tmp" | sha256sum --check --status ||
+      { echo "base-image.sh: ubuntu-keyring from $1 does not match its pinned sha256" >&2; exit 1; }
+    mv "$deb.tmp" "$deb"
+  fi
+  dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/share/keyrings/ubuntu-archive-keyring.gpg \
+    >"$cache/ubuntu-archive-keyring.gpg"
+  echo "$cache/ubuntu-archive-keyring.gpg"
+}
 if [ ! -s "$tarball" ]; then
-  mirror=${DEBIAN_MIRROR:-$(apt_mirror)}
   root=$(mktemp -d)
   trap 'rm -rf "$root"' EXIT
-  debootstrap --variant=minbase --arch "$arch" --include="$packages" "$suite" "$root" \
-    "$mirror" >/dev/null
+  if [ "$distribution" = ubuntu ]; then
+    default_mirror=http://archive.ubuntu.com/ubuntu
+    [ "$arch" = amd64 ] || default_mirror=http://ports.ubuntu.com/ubuntu-ports
+    mirror=${UBUNTU_MIRROR:-$default_mirror}
+    keyring=$(ubuntu_keyring "$mirror")
+    debootstrap --variant=minbase --arch "$arch" --include="$packages" --keyring "$keyring" \
+      "$suite" "$root" "$mirror" >/dev/null
+  else
+    mirror=${DEBIAN_MIRROR:-$(apt_mirror)}
+    debootstrap --variant=minbase --arch "$arch" --include="$packages" "$suite" "$root" \
+      "$mirror" >/dev/null
+  fi
   tar -C "$root" -cf "$tarball.tmp" .
   mv "$tarball.tmp" "$tarball"
 fi
