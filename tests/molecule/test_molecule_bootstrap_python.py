@@ -12,7 +12,6 @@ checked run change nothing.
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -53,9 +52,7 @@ def output(tmp_path_factory: pytest.TempPathFactory) -> str:
     base_image("amd64", "nopython")
     ubuntu_bionic_image()
     log = tmp_path_factory.mktemp("molecule-bootstrap") / "molecule-bootstrap_python.log"
-    return run_molecule(
-        "jetson_runtime", "bootstrap_python", env, log, timeout=SCENARIO_TIMEOUT_S
-    )
+    return run_molecule("jetson_runtime", "bootstrap_python", env, log, timeout=SCENARIO_TIMEOUT_S)
 
 
 def test_hosts_without_a_usable_python_get_one(output: str) -> None:
