@@ -2,14 +2,20 @@
 # Makes a Docker engine available on this machine: installs Debian's docker.io if dockerd is
 # missing, and starts dockerd if nothing answers. The two --default-ulimit flags are needed on
 # hosts that do not grant CAP_SYS_RESOURCE (containers fail with "setrlimit ... not permitted").
+# Safe to run concurrently: one caller installs and starts, the others wait and find it running.
 set -euo pipefail
 if docker info >/dev/null 2>&1; then
   exit 0
 fi
+exec 9>/var/lock/edgecast-docker-engine.lock
+flock 9
+if docker info >/dev/null 2>&1; then
+  exit 0
+fi
 if ! command -v dockerd >/dev/null 2>&1; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq docker.io >/dev/null
+  # The host's apt, shared with base-image.sh and cluster.sh.
+  flock /var/lock/edgecast-apt.lock sh -c \
+    'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null'
 fi
 mkdir -p /var/log
 nohup dockerd --default-ulimit nofile=20000:20000 --default-ulimit nproc=5000:5000 \
