@@ -2,6 +2,8 @@
 
 The rules (which folders are bundles, their order) are ``edgecast.store_rules``, the file the
 node module that writes the store runs too, so the predictor sees the store as it was written.
+A store entry that is a symbolic link is refused, wherever it points: the node module never
+makes one, and a link would serve a folder from outside the store.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ class ModelStore:
         if not is_model_id(model_id):
             raise BundleError(f"{model_id!r} is not a valid model_id")
         path = self.root / model_id
+        if path.is_symlink():
+            raise BundleError(
+                f"{model_id!r} in the model store {self.root} is a symbolic link: a store holds "
+                "bundle folders, never links to them"
+            )
         if not (path / MANIFEST).is_file():
             raise LookupError(f"model {model_id!r} is not in the model store {self.root}")
         return path

@@ -30,6 +30,12 @@ MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 STAGING_PREFIX = ".staging-"
 REPLACED_PREFIX = ".replaced-"
 MAX_MANIFEST_BYTES = 1 << 20
+# Every file of a bundle, its manifest included: room for the largest network a node builds
+# (edgecast.architecture's ranges), its LiteRT export and its reference cases.
+MAX_BUNDLE_BYTES = 80 << 20
+# Members of a bundle archive: its folder and its half dozen files, with room to spare.
+MAX_ARCHIVE_MEMBERS = 64
+MAX_SHOWN_CHARS = 160  # a model_id and a file name fit
 DEFAULT_STORE = "/var/lib/edgecast/models"
 DEFAULT_KEEP = 3
 
@@ -41,6 +47,15 @@ class StoreError(Exception):
 def is_model_id(name: object) -> bool:
     """Whether ``name`` is a model_id, and so a safe folder name in the store."""
     return isinstance(name, str) and MODEL_ID_PATTERN.match(name) is not None
+
+
+def shown(value: object, limit: int = MAX_SHOWN_CHARS) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a value from a bundle in a message, which
+    stays short however long the value is."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 3]}... ({len(text)} characters)"
 
 
 def option_error(store: str, keep: int, protect: Iterable[str]) -> str:
@@ -56,9 +71,12 @@ def option_error(store: str, keep: int, protect: Iterable[str]) -> str:
 
 
 def open_regular(path: str) -> int:
-    """A read descriptor of ``path``, refusing symbolic links and anything but a regular file."""
+    """A read descriptor of ``path``, refusing symbolic links and anything but a regular file.
+
+    Opened non-blocking, so that a named pipe is refused instead of waiting for a writer.
+    """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise StoreError(f"{os.path.basename(path)} is a symbolic link") from None
@@ -94,7 +112,11 @@ def list_bundles(store: str) -> list[tuple[str, str]]:
     found = []
     for name in os.listdir(store):
         folder = os.path.join(store, name)
-        if is_model_id(name) and os.path.isfile(os.path.join(folder, MANIFEST)):
+        if (
+            is_model_id(name)
+            and not os.path.islink(folder)
+            and os.path.isfile(os.path.join(folder, MANIFEST))
+        ):
             found.append((manifest_created(folder), name))
     return sorted(found)
 

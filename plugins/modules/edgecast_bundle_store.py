@@ -39,6 +39,8 @@ from ansible.module_utils.edgecast_store_rules import (
     DEFAULT_KEEP,
     DEFAULT_STORE,
     MANIFEST,
+    MAX_ARCHIVE_MEMBERS,
+    MAX_BUNDLE_BYTES,
     MAX_MANIFEST_BYTES,
     REPLACED_PREFIX,
     STAGING_PREFIX,
@@ -58,9 +60,9 @@ short_description: Install a model bundle into a node's model store, atomically
 description:
   - Unpacks a bundle archive (one folder named by the model_id) into a staging folder inside
     the store, refuses unsafe members (absolute paths, C(..), links, devices, nested folders,
-    more than O(max_bytes) bytes), checks every file's size and sha256 against C(manifest.json)
-    and the manifest's own sha256 against O(manifest_sha256), flushes files and folder to disk,
-    then renames the folder to C(<store>/<model_id>).
+    more than O(max_bytes) bytes, more members than a bundle has), checks every file's size and
+    sha256 against C(manifest.json) and the manifest's own sha256 against O(manifest_sha256),
+    flushes files and folder to disk, then renames the folder to C(<store>/<model_id>).
   - A folder of the same name that is not exactly this bundle (other manifest, a tampered,
     missing or extra file) is replaced. The old folder is renamed aside, the new one renamed in,
     then the old one is removed, so the name never shows a half-written bundle.
@@ -106,9 +108,12 @@ options:
     type: bool
     default: false
   max_bytes:
-    description: Largest total size of the files in the archive.
+    description:
+      - Largest total size of the files in the archive, the manifest included.
+      - The default is the most any bundle may hold, the same bound the predictor and
+        C(edgecast verify) apply.
     type: int
-    default: 1073741824
+    default: 83886080
   lock_timeout:
     description: Seconds to wait for another run holding the store's lock.
     type: int
@@ -168,7 +173,6 @@ cleaned:
 """
 
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
-MAX_MEMBERS = 64
 CHUNK = 1 << 20
 FILE_MODE = 0o644
 DIR_MODE = 0o755
@@ -322,8 +326,8 @@ def unpack(
     with tarfile.open(src, mode="r|*") as archive:
         for member in archive:
             count += 1
-            if count > MAX_MEMBERS:
-                raise StoreError(f"the archive holds more than {MAX_MEMBERS} members")
+            if count > MAX_ARCHIVE_MEMBERS:
+                raise StoreError(f"the archive holds more than {MAX_ARCHIVE_MEMBERS} members")
             name = _member_name(member, model_id)
             if not name:
                 continue
@@ -514,7 +518,7 @@ def run_module() -> None:
             "keep": {"type": "int", "default": DEFAULT_KEEP},
             "protect": {"type": "list", "elements": "str", "default": []},
             "probe": {"type": "bool", "default": False},
-            "max_bytes": {"type": "int", "default": 1 << 30},
+            "max_bytes": {"type": "int", "default": MAX_BUNDLE_BYTES},
             "lock_timeout": {"type": "int", "default": 120},
         },
         supports_check_mode=True,
