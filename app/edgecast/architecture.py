@@ -8,7 +8,9 @@ small context layer sees the whole input window, and every step also sees the mo
 hours (the current level of the series).
 
 The layout lives here, apart from Keras, so an edge node can check a bundle's weights before
-it loads any framework, and so a bundle stays readable by any framework version.
+it loads any framework, and so a bundle stays readable by any framework version. A bundle's
+hyper-parameters are checked against the ranges below before anything is computed from them: a
+bundle must not make a node build a network it has no memory or time for.
 """
 
 from __future__ import annotations
@@ -19,9 +21,21 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from edgecast.calendar import CALENDAR_FEATURES
+from edgecast.store_rules import shown
 
 ARCHITECTURE_NAME = "sbn"
 ARCHITECTURE_VERSION = 1
+# The hyper-parameters an edge node builds: wide enough for any hourly model worth serving,
+# narrow enough that the largest network's weights fit edgecast.bundle's size caps.
+HYPER_PARAMETER_RANGES = {
+    "window": (1, 8760),  # a year of hours
+    "horizon": (1, 168),  # a week
+    "lag_days": (1, 365),
+    "recent_hours": (0, 168),
+    "context_units": (1, 256),
+    "booster_units": (1, 256),
+    "boosters": (0, 16),
+}
 
 
 class ArchitectureError(ValueError):
@@ -42,14 +56,20 @@ class SBNConfig:
     def __post_init__(self) -> None:
         for field in fields(self):
             value = getattr(self, field.name)
-            if field.type == "int" and (not isinstance(value, int) or isinstance(value, bool)):
-                raise ArchitectureError(f"{field.name} must be an integer, got {value!r}")
-        if self.horizon < 1 or self.lag_days < 1 or self.boosters < 0 or self.recent_hours < 0:
-            raise ArchitectureError(
-                "horizon and lag_days must be >= 1, boosters and recent_hours >= 0"
-            )
-        if self.context_units < 1 or self.booster_units < 1:
-            raise ArchitectureError("context_units and booster_units must be >= 1")
+            if field.type == "bool":
+                if not isinstance(value, bool):
+                    raise ArchitectureError(
+                        f"{field.name} must be true or false, not {shown(value)}"
+                    )
+                continue
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ArchitectureError(f"{field.name} must be an integer, not {shown(value)}")
+            low, high = HYPER_PARAMETER_RANGES[field.name]
+            if not low <= value <= high:
+                raise ArchitectureError(
+                    f"{field.name} {shown(value)} is outside the range {low} to {high} that "
+                    "an edge node builds"
+                )
         needed = self.min_window()
         if self.window < needed:
             raise ArchitectureError(
@@ -78,13 +98,14 @@ class SBNConfig:
     def from_dict(cls, data: dict[str, object]) -> SBNConfig:
         if data.get("name") != ARCHITECTURE_NAME or data.get("version") != ARCHITECTURE_VERSION:
             raise ArchitectureError(
-                f"unsupported architecture {data.get('name')!r} version {data.get('version')!r}"
-                f" (this edgecast reads {ARCHITECTURE_NAME!r} version {ARCHITECTURE_VERSION})"
+                f"unsupported architecture {shown(data.get('name'))} version "
+                f"{shown(data.get('version'))} (this edgecast reads {ARCHITECTURE_NAME!r} "
+                f"version {ARCHITECTURE_VERSION})"
             )
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names - {"name", "version"})
         if unknown:
-            raise ArchitectureError(f"unknown hyper-parameter(s) {unknown}")
+            raise ArchitectureError(f"unknown hyper-parameter(s) {shown(unknown)}")
         return cls(**{k: v for k, v in data.items() if k in names})  # type: ignore[arg-type]
 
 
