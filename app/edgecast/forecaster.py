@@ -1,7 +1,9 @@
 """A verified bundle on a runtime: forecasts in kWh, and the parity gate.
 
 A forecaster exists only after the runtime has reproduced the cloud's reference forecasts
-within the bundle's tolerance on this machine (the paper's parity experiment, made a gate).
+within the bundle's tolerance on this machine (the paper's parity experiment, made a gate). The
+tolerance is the bundle's, but never looser than the node's ``ParityLimit`` (checked when the
+bundle is loaded).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import numpy as np
 from edgecast.bundle import Bundle, BundleError
 from edgecast.features import model_inputs, to_kwh
 from edgecast.runtimes import Runtime, create_runtime
+from edgecast.store_rules import shown
 
 
-class ParityError(ValueError):
+class ParityError(BundleError):
     """The runtime does not reproduce the bundle's reference outputs."""
 
 
@@ -85,9 +88,17 @@ def load_forecaster(bundle: Bundle, runtime_name: str) -> tuple[Forecaster, Pari
     except BundleError:
         raise
     except Exception as exc:  # a framework refusing the bundle is a refusal
-        raise BundleError(f"the {runtime_name} runtime cannot load the bundle: {exc}") from None
+        raise BundleError(
+            f"the {runtime_name} runtime cannot load the bundle: {shown(str(exc))}"
+        ) from None
     forecaster = Forecaster(bundle, runtime)
-    report = forecaster.check_parity()
+    try:
+        report = forecaster.check_parity()
+    except Exception as exc:  # a model file that does not fit its architecture, say
+        raise BundleError(
+            f"the {runtime_name} runtime cannot forecast the bundle's reference inputs: "
+            f"{shown(str(exc))}"
+        ) from None
     if not report.ok:
         raise ParityError(
             f"parity check failed on the {runtime_name} runtime: forecasts differ from the "

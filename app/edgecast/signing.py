@@ -83,8 +83,9 @@ def verify_manifest(manifest: dict[str, object], public_key: Ed25519PublicKey) -
         value = base64.b64decode(str(signature.get("value", "")), validate=True)
         public_key.verify(value, canonical_manifest(manifest))
     except (InvalidSignature, ValueError):
+        given = str(signature.get("key_id"))[:64]
         raise SigningError(
-            f"signature (key id {signature.get('key_id')}) does not verify with the configured "
+            f"signature (key id {given}) does not verify with the configured "
             f"public key (key id {key_id(public_key)}): the manifest was modified or signed by "
             "another key"
         ) from None
