@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import urllib.error
@@ -12,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from edgecast.architecture import SBNConfig
+from edgecast.bundle import DEFAULT_PARITY_LIMIT
 from edgecast.data import DEFAULT_DATA_DIR, list_buildings, load_building
 
 DEFAULT_STORE = Path("var/models")
@@ -46,13 +48,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from edgecast.bundle import BundleError, load_bundle
-    from edgecast.forecaster import ParityError, load_forecaster
+    from edgecast.bundle import BundleError, ParityLimit, load_bundle
+    from edgecast.forecaster import load_forecaster
     from edgecast.signing import SigningError, load_public_key
+    from edgecast.store_rules import shown
 
     try:
         public_key = load_public_key(args.public_key) if args.public_key else None
-        bundle = load_bundle(args.bundle, public_key)
+        limit = ParityLimit(args.max_parity_rtol, args.max_parity_atol_std)
+        bundle = load_bundle(args.bundle, public_key, limit)
         print(
             f"{bundle.model_id}: {len(bundle.manifest['files'])} files match their sha256, "  # type: ignore[arg-type]
             f"signature {'verified' if bundle.signed else 'absent (unsigned bundle)'}, "
@@ -72,8 +76,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
                 f"{runtime}: parity ok, {report.cases} reference forecasts within tolerance "
                 f"(max diff {report.max_abs_diff:.3g} kWh)"
             )
-    except (BundleError, ParityError, SigningError) as exc:
+    except (BundleError, SigningError) as exc:
         print(f"REFUSED {args.bundle}: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # whatever a bundle holds, verify answers with a refusal
+        print(
+            f"REFUSED {args.bundle}: unexpected {type(exc).__name__} while checking it: "
+            f"{shown(str(exc))} (please report this)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -100,6 +111,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             request_timeout_s=args.request_timeout,
             first_year=args.first_year,
             last_year=args.last_year,
+            max_parity_rtol=args.max_parity_rtol,
+            max_parity_atol_std=args.max_parity_atol_std,
         )
         code = serve(config)
     except ConfigError as exc:
@@ -198,6 +211,34 @@ def _cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parity_limit(text: str) -> float:
+    """A parity limit on the command line: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number >= 0")
+    return value
+
+
+def _add_parity_limits(parser: argparse.ArgumentParser) -> None:
+    """The node's bar for the parity tolerance a bundle asks for."""
+    parser.add_argument(
+        "--max-parity-rtol",
+        type=_parity_limit,
+        default=DEFAULT_PARITY_LIMIT.rtol,
+        help="refuse a bundle whose parity rtol is larger (default %(default)g)",
+    )
+    parser.add_argument(
+        "--max-parity-atol-std",
+        type=_parity_limit,
+        default=DEFAULT_PARITY_LIMIT.atol_std,
+        help="refuse a bundle whose parity atol is larger than this fraction of the load's "
+        "standard deviation (default %(default)g)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgecast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -225,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         help="runtimes to pass the parity gate on (default all)",
     )
+    _add_parity_limits(verify)
     verify.set_defaults(func=_cmd_verify)
 
     serve = sub.add_parser("serve", help="serve predictions over HTTP (waitress)")
@@ -290,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds to wait, after the delay, for requests in progress (default 30)",
     )
+    _add_parity_limits(serve)
     serve.set_defaults(func=_cmd_serve)
 
     keygen = sub.add_parser("keygen", help="create an Ed25519 key pair for signing bundles")

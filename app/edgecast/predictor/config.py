@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgecast.bundle import DEFAULT_PARITY_LIMIT, ParityLimit
 from edgecast.predictor.validation import FIRST_YEAR, LAST_YEAR, Years
 from edgecast.runtimes import RUNTIMES
 
@@ -36,6 +37,10 @@ class PredictorConfig:
     request_timeout_s: float = 10.0
     first_year: int = FIRST_YEAR
     last_year: int = LAST_YEAR
+    # The loosest parity tolerance a bundle may ask for: rtol, and atol as a fraction of the
+    # load's standard deviation. The node's bar, never the bundle's.
+    max_parity_rtol: float = DEFAULT_PARITY_LIMIT.rtol
+    max_parity_atol_std: float = DEFAULT_PARITY_LIMIT.atol_std
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
@@ -50,12 +55,17 @@ class PredictorConfig:
             raise ConfigError("the idle and request timeouts must be positive")
         try:
             Years(self.first_year, self.last_year)
+            ParityLimit(self.max_parity_rtol, self.max_parity_atol_std)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
     @property
     def years(self) -> Years:
         return Years(self.first_year, self.last_year)
+
+    @property
+    def parity_limit(self) -> ParityLimit:
+        return ParityLimit(self.max_parity_rtol, self.max_parity_atol_std)
 
 
 def read_admin_token(token_file: Path | None = None) -> str | None:

@@ -69,7 +69,8 @@ def build_state(config: PredictorConfig) -> PredictorState:
     public_key = load_public_key(config.public_key_path) if config.public_key_path else None
 
     def loader(model_id: str):  # noqa: ANN202
-        return load_forecaster(load_bundle_dir(store.path_of(model_id), public_key), config.runtime)
+        bundle = load_bundle_dir(store.path_of(model_id), public_key, config.parity_limit)
+        return load_forecaster(bundle, config.runtime)
 
     return PredictorState(config, ModelHolder(loader), PredictorMetrics())
 
