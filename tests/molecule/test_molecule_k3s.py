@@ -3,7 +3,10 @@
 
 A server container (Docker runtime, with a real dockerd inside) and an agent container
 (containerd) are installed from an air-gap directory whose binary is a stand-in for k3s, which
-cannot be downloaded here (the scenario's files/k3s-stand-in.py says what it does). The scenario
+cannot be downloaded here (the scenario's files/k3s-stand-in.py says what it does). The agent joins
+with the server's agent-only token under its edgecast_node_name, reads proxy settings from its
+unit's environment file, and prefers k3s's bundled iptables over a stand-in for Ubuntu 20.04's
+1.8.4. The scenario
 converges, converges again (no change), runs --check (no change) and verifies the nodes, the
 refusals on an untouched third container and on a 32-bit ARM one (armhf under qemu), and the
 kubeconfig on the control node. The containers are kept until this module has read the
@@ -39,6 +42,7 @@ SERVER = "edgecast-molecule-k3s-server"
 AGENT = "edgecast-molecule-k3s-agent"
 PRISTINE = "edgecast-molecule-k3s-pristine"
 NODE_TOKEN = "/var/lib/rancher/k3s/server/node-token"
+AGENT_TOKEN = "/var/lib/rancher/k3s/server/agent-token"
 
 
 @dataclass
@@ -47,9 +51,11 @@ class K3sRun:
 
     output: str
     node_token: str
+    agent_token: str
     agent_config: str
     admin_kubeconfig: str
     user_token_node_token: str
+    user_token_agent_token: str
 
 
 def read_file(container: str, path: str) -> str:
@@ -76,10 +82,12 @@ def k3s_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[K3sRun]:
         yield K3sRun(
             output=output,
             node_token=read_file(SERVER, NODE_TOKEN),
+            agent_token=read_file(SERVER, AGENT_TOKEN),
             agent_config=read_file(AGENT, "/etc/rancher/k3s/config.yaml"),
             admin_kubeconfig=read_file(SERVER, "/etc/rancher/k3s/k3s.yaml"),
-            # verify.yml installs the third container last, with a join token of its own.
+            # verify.yml installs the third container last, with join tokens of its own.
             user_token_node_token=read_file(PRISTINE, NODE_TOKEN),
+            user_token_agent_token=read_file(PRISTINE, AGENT_TOKEN),
         )
     finally:
         subprocess.run(
@@ -123,6 +131,7 @@ def test_verify_covers_state_and_refusals(k3s_run: K3sRun) -> None:
         "refusing the download of file://",
         "but Docker Engine does not answer",
         "group k3s_two_servers must hold exactly one host, the server; it holds 2",
+        "to one-line values without double quotes or backslashes",
         "the user's own kubeconfig ~/.kube/config: this role never writes over it",
         "waited 4 s on edgecast-molecule-k3s-server for the nodes",
         "is armv7l; this role installs k3s on x86_64 and aarch64 only. k3s needs a 64-bit userland",
@@ -135,16 +144,24 @@ def test_no_secret_in_any_output(k3s_run: K3sRun) -> None:
     token = k3s_run.node_token.strip()
     secret = token.split("::server:", 1)[1]
     assert len(secret) >= 32, "the stand-in server did not generate a join token"
-    assert f"token: {token}" in k3s_run.agent_config, "the agent did not get the server's token"
+    agent_token = k3s_run.agent_token.strip()
+    agent_secret = agent_token.split("::node:", 1)[1]
+    assert len(agent_secret) == 48, "the role did not give the server an agent token"
+    assert f"token: {agent_token}" in k3s_run.agent_config, "the agent has not the agent token"
+    assert secret not in k3s_run.agent_config, "the agent holds the server token"
     user_token = k3s_run.user_token_node_token.strip().split("::server:", 1)[1]
     assert user_token.startswith("user-given-join-token-"), "the given token was not used"
+    user_agent_token = k3s_run.user_token_agent_token.strip().split("::node:", 1)[1]
+    assert user_agent_token.startswith("user-given-agent-token-"), "the agent token was not used"
     key = re.search(r"client-key-data: (\S+)", k3s_run.admin_kubeconfig)
     assert key, k3s_run.admin_kubeconfig
     leaked = [
         name
         for name, value in {
             "join token": secret,
+            "agent token": agent_secret,
             "given join token": user_token,
+            "given agent token": user_agent_token,
             "join token file (base64)": base64.b64encode(k3s_run.node_token.encode()).decode(),
             "agent config.yaml (base64)": base64.b64encode(k3s_run.agent_config.encode()).decode(),
             "kubeconfig client key": key.group(1),

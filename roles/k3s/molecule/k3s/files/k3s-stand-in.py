@@ -5,12 +5,15 @@ The real k3s cannot be downloaded on the machines that run this project's tests,
 installs this script in its place, through the role's air-gap path and with its own sha256 in the
 air-gap directory's sha256sum-amd64.txt. It does what the role relies on, and nothing more:
 
-- ``k3s server``: writes the join token (<data>/server/node-token, kept across restarts) and the
+- ``k3s server``: writes the server token (<data>/server/node-token, kept across restarts), the
+  agent token as k3s documents it (<data>/server/agent-token: ``K10<ca hash>::node:<secret>`` from
+  config.yaml ``agent-token`` or ``agent-token-file``, else a link to the server token) and the
   admin kubeconfig (/etc/rancher/k3s/k3s.yaml, with made-up credentials), refuses to start when
   config.yaml asks for ``docker: true`` and Docker does not answer, listens on the API port for
   agents (plain TCP lines, not TLS), tells systemd it is ready (sd_notify READY=1), then serves.
 - ``k3s agent``: reads ``server``, ``token`` and ``node-name`` from config.yaml and registers its
-  node with that server every few seconds; the server refuses a wrong token.
+  node with that server every few seconds; the server refuses a wrong token and records which
+  kind of token (``server`` or ``node``, the agent token) each node joined with.
 - ``k3s kubectl get nodes [-o json]``: on the server, lists its own node and every agent that
   registered in the last minute as Ready.
 - ``k3s --version``.
@@ -63,8 +66,10 @@ def node_name(config: dict[str, str]) -> str:
 
 
 def token_secret(token: str) -> str:
-    """The secret part of a token: K10<ca hash>::server:<secret> or the bare secret."""
-    return token.split("::server:", 1)[1] if "::server:" in token else token
+    """The secret part of a token: K10<ca hash>::<user>:<secret>, or the bare secret."""
+    if "::" not in token:
+        return token
+    return token.split("::", 1)[1].partition(":")[2]
 
 
 def notify_ready() -> None:
@@ -87,6 +92,9 @@ def write_private(path: Path, text: str) -> None:
     temporary.replace(path)
 
 
+CA_HASH = hashlib.sha256(b"stand-in cluster CA").hexdigest()
+
+
 def server_token(config: dict[str, str]) -> str:
     """The node-token: the configured token's secret, or the one generated at the first start."""
     token_file = SERVER_DIR / "node-token"
@@ -96,10 +104,24 @@ def server_token(config: dict[str, str]) -> str:
         secret = token_secret(token_file.read_text().strip())
     else:
         secret = secrets.token_hex(16)
-    ca_hash = hashlib.sha256(b"stand-in cluster CA").hexdigest()
-    token = f"K10{ca_hash}::server:{secret}"
+    token = f"K10{CA_HASH}::server:{secret}"
     write_private(token_file, token + "\n")
     return token
+
+
+def agent_token(config: dict[str, str]) -> str:
+    """The agent token's secret, written as k3s writes it; "" links the file to the server token."""
+    token_file = SERVER_DIR / "agent-token"
+    if config.get("agent-token-file"):
+        secret = token_secret(Path(config["agent-token-file"]).read_text().strip())
+    else:
+        secret = token_secret(config.get("agent-token", ""))
+    token_file.unlink(missing_ok=True)
+    if secret:
+        write_private(token_file, f"K10{CA_HASH}::node:{secret}\n")
+    else:
+        token_file.symlink_to(SERVER_DIR / "node-token")
+    return secret
 
 
 def write_kubeconfig(port: str) -> None:
@@ -138,6 +160,7 @@ def serve(config: dict[str, str]) -> int:
             print("stand-in k3s: docker: true, but Docker does not answer", file=sys.stderr)
             return 1
     secret = token_secret(server_token(config))
+    agent_secret = agent_token(config)
     port = config.get("https-listen-port") or "6443"
     if not KUBECONFIG.exists():
         write_kubeconfig(port)
@@ -151,10 +174,17 @@ def serve(config: dict[str, str]) -> int:
             except (ValueError, KeyError, TypeError):
                 self.wfile.write(b"bad request\n")
                 return
-            if not hmac.compare_digest(token_secret(token), secret) or "/" in name:
+            given = token_secret(token)
+            if hmac.compare_digest(given, secret):
+                kind = "server"
+            elif agent_secret and hmac.compare_digest(given, agent_secret):
+                kind = "node"
+            else:
+                kind = ""
+            if not kind or "/" in name:
                 self.wfile.write(b"unauthorized\n")
                 return
-            (NODES_DIR / name).write_text(f"{time.time()}\n")
+            (NODES_DIR / name).write_text(f"{time.time()} {kind}\n")
             self.wfile.write(b"ok\n")
 
     socketserver.ThreadingTCPServer.allow_reuse_address = True
@@ -189,7 +219,7 @@ def get_nodes(config: dict[str, str], as_json: bool) -> int:
     now = time.time()
     nodes = {node_name(config): ("control-plane,master", True)}
     for path in sorted(NODES_DIR.glob("*")):
-        seen = float(path.read_text())
+        seen = float(path.read_text().split()[0])
         nodes.setdefault(path.name, ("<none>", now - seen < NODE_LOST_AFTER_S))
     if as_json:
         items = [
