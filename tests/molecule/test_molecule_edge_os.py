@@ -2,7 +2,9 @@
 `cd roles/edge_os && molecule test -s <scenario>`.
 
 edge_os_rpi converges an aarch64 Debian container standing in for a Raspberry Pi 4 (a prepared
-/boot/firmware/cmdline.txt, a swap entry in fstab), converges it again and verifies the state.
+/boot/firmware/cmdline.txt, a swap entry in fstab, a Raspberry Pi 4's device tree model), converges
+it again and verifies the state; on Debian it gets no linux-modules-extra-raspi, which only
+Ubuntu 21.10 to 23.10 needs (tests/unit/test_k3s_pitfalls.py renders that decision).
 edge_os_armhf converges a 32-bit armv7l container, where the role must refuse to run with the k3s
 reason and change nothing. The Docker engine and the arm64/armhf base images come from
 tests/infra, so a fresh machine needs nothing else; the first image build takes minutes.
