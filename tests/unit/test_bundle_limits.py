@@ -17,15 +17,8 @@ import yaml
 import edgecast.store_rules
 from edgecast.architecture import HYPER_PARAMETER_RANGES, ArchitectureError, SBNConfig
 from edgecast.architecture import expected_weight_shapes as shapes_of
-from edgecast.bundle import (
-    MAX_FILE_BYTES,
-    MAX_REFERENCE_CASES,
-    REFERENCE,
-    WEIGHTS,
-    BundleError,
-    load_bundle_dir,
-    unpacked,
-)
+from edgecast.bundle import BundleError, load_bundle_dir, unpacked
+from edgecast.bundle.layout import MAX_FILE_BYTES, MAX_REFERENCE_CASES, REFERENCE, WEIGHTS
 from edgecast.cli import build_parser
 from edgecast.predictor.config import ConfigError, PredictorConfig
 from edgecast.store_rules import MANIFEST, MAX_ARCHIVE_MEMBERS, MAX_BUNDLE_BYTES

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgecast.bundle import FORMAT_VERSION, load_bundle_dir
+from edgecast.bundle import load_bundle_dir
+from edgecast.bundle.layout import FORMAT_VERSION
 
 REGENERATE = (
     "rm -r tests/unit/fixtures/bundles/* && edgecast train --building b13 --seed 0 --epochs 2 "

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgecast.bundle import MANIFEST, BundleError, load_bundle_dir, unpacked
+from edgecast.bundle import BundleError, load_bundle_dir, unpacked
 from edgecast.signing import SigningError, load_public_key
-from edgecast.store_rules import DEFAULT_KEEP, DEFAULT_STORE, option_error
+from edgecast.store_rules import DEFAULT_KEEP, DEFAULT_STORE, MANIFEST, option_error
 
 
 class TransferError(ValueError):
