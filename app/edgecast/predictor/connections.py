@@ -17,13 +17,12 @@ pinned in requirements.txt), and the loop polls:
   the works does the new one wait in the listen backlog for a few milliseconds;
 * ``GET /healthz`` and ``GET /readyz`` run on their own thread, never queued behind predictions;
 * every error waitress answers itself (400, 408, 413, 431, 501, 503) is the app's JSON
-  ``{"error", "status"}``, and the connection is closed gracefully (lingering) so the client
-  can read it even while it is still sending.
+  ``{"error", "status"}`` (``edgecast.predictor.http_errors``), and the connection is closed
+  gracefully (lingering) so the client can read it even while it is still sending.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import time
@@ -35,16 +34,10 @@ from waitress.adjustments import Adjustments
 from waitress.channel import ClientDisconnected, HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import TcpWSGIServer
-from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
-from waitress.utilities import (
-    BadRequest,
-    Error,
-    InternalServerError,
-    RequestEntityTooLarge,
-    RequestHeaderFieldsTooLarge,
-    ServerNotImplemented,
-)
+from waitress.task import ThreadedTaskDispatcher, WSGITask
+from waitress.utilities import Error
 
+from edgecast.predictor.http_errors import JsonErrorTask, RequestTimeout, ServiceUnavailable
 from edgecast.predictor.observability import PredictorMetrics
 
 log = logging.getLogger("edgecast.predictor")
@@ -62,52 +55,6 @@ class ConnectionSettings:
     idle_timeout_s: float
     request_timeout_s: float
     max_body_bytes: int
-
-
-class RequestTimeout(Error):
-    code = 408
-    reason = "Request Timeout"
-
-
-class ServiceUnavailable(Error):
-    code = 503
-    reason = "Service Unavailable"
-
-
-def error_message(error: Error, adj: Adjustments, max_body_bytes: int) -> str:
-    """What a waitress error says, in the words of the app's own errors."""
-    if isinstance(error, RequestEntityTooLarge):
-        return f"body is larger than the limit of {max_body_bytes} bytes"
-    if isinstance(error, RequestHeaderFieldsTooLarge):
-        return (
-            f"request line and headers are larger than the limit of "
-            f"{adj.max_request_header_size} bytes"
-        )
-    if isinstance(error, BadRequest):
-        return f"bad HTTP request: {error.body}"
-    if isinstance(error, ServerNotImplemented):
-        return f"{error.body} Send the body with Content-Length (or chunked)."
-    if isinstance(error, InternalServerError):
-        return "internal error"  # waitress's body may hold a traceback
-    return str(error.body)
-
-
-class JsonErrorTask(ErrorTask):
-    """waitress's error answer as the app's JSON error, closing the connection gracefully."""
-
-    channel: PredictorChannel
-
-    def execute(self) -> None:
-        error = self.request.error
-        server = self.channel.server
-        message = error_message(error, server.adj, server.settings.max_body_bytes)
-        body = json.dumps({"error": message, "status": error.code}, separators=(",", ":")).encode()
-        self.status = f"{error.code} {error.reason}"
-        self.response_headers.append(("Content-Type", "application/json"))
-        self.set_close_on_finish()
-        self.content_length = len(body)
-        self.channel.linger = True
-        self.write(body)
 
 
 class PredictorTask(WSGITask):
