@@ -157,11 +157,7 @@ def verify_pods(
     for pod in pods:
         name = pod["metadata"]["name"]
         try:
-            answer = kube.call(
-                kube.apis.core.connect_get_namespaced_pod_proxy_with_path,
-                f"{name}:{port}",
-                path="v1/model",
-            )
+            answer = kube.pod_get(name, port, "v1/model")
         except API_ERRORS as exc:
             raise CheckFailed(
                 f"pod {kube.namespace}/{name} did not answer GET /v1/model through the API "

@@ -107,11 +107,7 @@ def readiness_reason(kube: NamespacedApi, pod_name: str, port: int) -> list[str]
     request timeout.
     """
     try:
-        answer = kube.call(
-            kube.apis.core.connect_get_namespaced_pod_proxy_with_path,
-            f"{pod_name}:{port}",
-            path="readyz",
-        )
+        answer = kube.pod_get(pod_name, port, "readyz")
     except ApiException as exc:
         return [readyz_refusal(exc)]
     except API_ERRORS as exc:

@@ -172,6 +172,17 @@ class NamespacedApi:
                 return None
             raise
 
+    def pod_get(self, pod: str, port: int, path: str) -> Obj:
+        """``GET /path`` on a pod's ``port``, through the API server's pod proxy (the Role's
+        ``pods/proxy`` get): no network path to the pod is needed."""
+        method = self.apis.core.connect_get_namespaced_pod_proxy_with_path
+        return self.call(method, f"{pod}:{port}", path=path)
+
+    def service_get(self, service: str, port: str, path: str) -> Obj:
+        """``GET /path`` on a Service's named ``port``, through the API server's service proxy."""
+        method = self.apis.core.connect_get_namespaced_service_proxy_with_path
+        return self.call(method, f"{service}:{port}", path=path)
+
     def items(self, method: Callable[..., Any], **selectors: str) -> list[Obj]:
         return list(self.call(method, **selectors).get("items") or [])
 

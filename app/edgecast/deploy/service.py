@@ -240,11 +240,7 @@ def verify_service(
     last = "no answer"
     while True:
         try:
-            answer = kube.call(
-                kube.apis.core.connect_get_namespaced_service_proxy_with_path,
-                f"{service}:http",
-                path="v1/model",
-            )
+            answer = kube.service_get(service, "http", "v1/model")
             served = answer.get("model_id")
             last = f"model_id {served!r}"
         except API_ERRORS as exc:
