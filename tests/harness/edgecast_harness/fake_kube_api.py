@@ -579,10 +579,8 @@ class FakeKubernetesApi:
         body: bytes,
         content_type: str,
     ) -> tuple[int, Any, str]:
-        if route.subresource == "proxy" and route.resource == "pods":
-            return self._pod_proxy(route)
-        if route.subresource == "proxy" and route.resource == "services":
-            return self._service_proxy(route)
+        if route.subresource == "proxy" and route.resource in ("pods", "services"):
+            return self._proxy(route)
         if route.resource not in RESOURCES or route.subresource:
             raise FakeApiError(404, f"the server could not find the requested resource {route}")
         with self._lock:
@@ -1190,46 +1188,45 @@ class FakeKubernetesApi:
 
     # -- proxies ----------------------------------------------------------------------------
 
-    def _pod_proxy(self, route: _Route) -> tuple[int, Any, str]:
+    def _proxy(self, route: _Route) -> tuple[int, Any, str]:
+        """A pod's or a Service's answer through the API server's proxy (``name:port/path``)."""
         assert route.name is not None
         name, _, port = route.name.partition(":")
         with self._lock:
-            pod = self._objects["pods"].get(name)
-            if pod is None:
-                raise FakeApiError(404, f'pods "{name}" not found', name=name, kind="pods")
-            return self._pod_answer(pod, port, route.rest)
-
-    def _service_proxy(self, route: _Route) -> tuple[int, Any, str]:
-        assert route.name is not None
-        name, _, port = route.name.partition(":")
-        with self._lock:
-            service = self._objects["services"].get(name)
-            if service is None:
-                raise FakeApiError(404, f'services "{name}" not found', name=name, kind="services")
-            declared = {
-                str(p.get(key))
-                for p in service["spec"].get("ports") or []
-                for key in ("name", "port")
-            }
-            if port and port not in declared:
+            target = self._objects[route.resource].get(name)
+            if target is None:
                 raise FakeApiError(
-                    503, f'no endpoints available for service "{name}" (no port {port!r})'
+                    404, f'{route.resource} "{name}" not found', name=name, kind=route.resource
                 )
-            endpoint_slice = self._slice_of(name) or {}
-            ready = [
-                e["targetRef"]["name"]
-                for e in endpoint_slice.get("endpoints") or []
-                if (e.get("conditions") or {}).get("ready")
-            ]
-            if not ready:
-                raise FakeApiError(503, f'no endpoints available for service "{name}"')
-            pod = self._objects["pods"].get(ready[next(self._round_robin) % len(ready)])
-            if pod is None:
-                raise FakeApiError(503, f'no endpoints available for service "{name}"')
-            code, payload, kind = self._pod_answer(pod, "", route.rest)
-            if self.service_proxy_model is not None and code == 200:
-                payload = {**payload, "model_id": self.service_proxy_model}
-            return code, payload, kind
+            if route.resource == "pods":
+                return self._pod_answer(target, port, route.rest)
+            return self._service_answer(target, port, route.rest)
+
+    def _service_answer(self, service: Obj, port: str, path: str) -> tuple[int, Any, str]:
+        """What one of the ready pods behind ``service`` answers on ``path``."""
+        name = service["metadata"]["name"]
+        declared = {
+            str(p.get(key)) for p in service["spec"].get("ports") or [] for key in ("name", "port")
+        }
+        if port and port not in declared:
+            raise FakeApiError(
+                503, f'no endpoints available for service "{name}" (no port {port!r})'
+            )
+        endpoint_slice = self._slice_of(name) or {}
+        ready = [
+            e["targetRef"]["name"]
+            for e in endpoint_slice.get("endpoints") or []
+            if (e.get("conditions") or {}).get("ready")
+        ]
+        if not ready:
+            raise FakeApiError(503, f'no endpoints available for service "{name}"')
+        pod = self._objects["pods"].get(ready[next(self._round_robin) % len(ready)])
+        if pod is None:
+            raise FakeApiError(503, f'no endpoints available for service "{name}"')
+        code, payload, kind = self._pod_answer(pod, "", path)
+        if self.service_proxy_model is not None and code == 200:
+            payload = {**payload, "model_id": self.service_proxy_model}
+        return code, payload, kind
 
     def _pod_answer(self, pod: Obj, port: str, path: str) -> tuple[int, Any, str]:
         """What the predictor in ``pod`` answers on ``path``."""

@@ -112,14 +112,8 @@ def test_a_merge_patch_sends_its_content_type(kube: NamespacedApi, transport: Tr
 def test_proxies_and_deletes_address_what_the_switch_names(
     kube: NamespacedApi, transport: Transport
 ):
-    kube.call(
-        kube.apis.core.connect_get_namespaced_pod_proxy_with_path, "pod-1:8080", path="readyz"
-    )
-    kube.call(
-        kube.apis.core.connect_get_namespaced_service_proxy_with_path,
-        "predictor-edge-1:http",
-        path="v1/model",
-    )
+    kube.pod_get("pod-1", 8080, "readyz")
+    kube.service_get("predictor-edge-1", "http", "v1/model")
     kube.delete(
         kube.apis.apps.delete_namespaced_deployment, "predictor-edge-1-af30308345", "Foreground"
     )
