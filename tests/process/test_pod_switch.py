@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -29,8 +30,8 @@ from edgecast.deploy.nodestate import (
 )
 from edgecast.deploy.podswitch import PHASES, PodSwitchError, Timeouts, plan_switch, pod_switch
 from edgecast_harness.fake_kube_api import FakeKubernetesApi
-from edgecast_harness.paths import BIN, REPO
-from edgecast_harness.playbook import run_playbook
+from edgecast_harness.paths import REPO
+from edgecast_harness.playbook import playbook_python, run_playbook, without_edgecast
 
 NAMESPACE = "edgecast"
 NODE = "edge-1"
@@ -468,6 +469,24 @@ def test_fake_refuses_what_the_role_does_not_grant(apis):
     assert delete.value.status == 403
 
 
+def run_on_fake(fake: FakeKubernetesApi, tmp_path: Path, playbook: str, *extra: str) -> Any:
+    """Runs ``playbook`` (its text) on localhost with a kubeconfig of ``fake``; what it saved in
+    the file ``results`` names, as JSON."""
+    path = tmp_path / "playbook.yml"
+    path.write_text(playbook)
+    kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
+    results = tmp_path / "results.json"
+    run_playbook(
+        path,
+        *("-i", "localhost,", "-c", "local"),
+        *("-e", f"kubeconfig={kubeconfig}", "-e", f"results={results}", *extra),
+        *("-e", f"ansible_python_interpreter={sys.executable}"),
+        env={"ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp")},
+        timeout=180,
+    )
+    return json.loads(results.read_text())
+
+
 PLAYBOOK = """\
 - name: Pod switching through the action plugins
   hosts: localhost
@@ -516,19 +535,8 @@ PLAYBOOK = """\
 def test_action_plugins_through_ansible_playbook(fake, tmp_path):
     serve(fake, "model-a")
     fake.behaviour("model-c").serves_model = "model-x"
-    playbook = tmp_path / "switch.yml"
-    playbook.write_text(PLAYBOOK)
-    kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
 
-    run_playbook(
-        playbook,
-        *("-i", "localhost,", "-c", "local"),
-        *("-e", f"kubeconfig={kubeconfig}", "-e", f"results={tmp_path / 'results.json'}"),
-        *("-e", f"ansible_python_interpreter={sys.executable}"),
-        env={"ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp")},
-        timeout=180,
-    )
-    results = json.loads((tmp_path / "results.json").read_text())
+    results = run_on_fake(fake, tmp_path, PLAYBOOK)
     before, after = results["before"], results["after"]
     planned, switched, again, refused = results["runs"]
     assert before["changed"] is False
@@ -588,21 +596,9 @@ def test_check_mode_fails_where_the_switch_would_refuse(fake, tmp_path):
     """The Service selects model-b already and its Deployment has another image: a switch keys
     Deployments by model_id and refuses, so check mode says so instead of planning an update."""
     serve(fake, "model-b")
-    playbook = tmp_path / "check.yml"
-    playbook.write_text(CHECK_PLAYBOOK)
-    kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
 
-    run_playbook(
-        playbook,
-        *("-i", "localhost,", "-c", "local"),
-        *("-e", f"kubeconfig={kubeconfig}", "-e", f"results={tmp_path / 'results.json'}"),
-        *("-e", "image=edgecast-predictor:other"),
-        *("-e", f"ansible_python_interpreter={sys.executable}"),
-        env={"ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp")},
-        timeout=180,
-    )
+    planned = run_on_fake(fake, tmp_path, CHECK_PLAYBOOK, "-e", "image=edgecast-predictor:other")
 
-    planned = json.loads((tmp_path / "results.json").read_text())
     assert planned["failed"] is True
     assert planned["msg"].startswith(
         f"Deployment {NAMESPACE}/{deployment_name('model-b')} serves model model-b but differs "
@@ -649,21 +645,6 @@ def test_pod_proxy_error_is_removed_before_the_switch(fake, apis):
     assert_old_kept(fake, "model-a", "model-b")
 
 
-# Put first on the controller's PYTHONPATH, it makes ``import edgecast`` fail as it does where
-# the package was never installed.
-HIDE_EDGECAST = """
-import sys
-
-
-class HideEdgecast:
-    def find_spec(self, name, path=None, target=None):
-        if name == "edgecast" or name.startswith("edgecast."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-
-
-sys.meta_path.insert(0, HideEdgecast())
-"""
-
 GUARDED_PLAYBOOK = """\
 - name: The deploy plugins without edgecast on the controller
   hosts: localhost
@@ -683,17 +664,13 @@ GUARDED_PLAYBOOK = """\
 
 
 def test_without_edgecast_the_deploy_plugins_say_what_to_install(tmp_path):
-    hiding = tmp_path / "hide-edgecast"
-    hiding.mkdir()
-    (hiding / "sitecustomize.py").write_text(HIDE_EDGECAST)
     playbook = tmp_path / "guarded.yml"
     playbook.write_text(GUARDED_PLAYBOOK)
+    env = without_edgecast(tmp_path / "hide-edgecast")
 
-    run = run_playbook(
-        playbook, "-i", "localhost,", "-c", "local", env={"PYTHONPATH": str(hiding)}, timeout=180
-    )
+    run = run_playbook(playbook, "-i", "localhost,", "-c", "local", env=env, timeout=180)
 
-    python = (BIN / "ansible-playbook").read_text().splitlines()[0].removeprefix("#!")
+    python = playbook_python()
     for task, plugin in [
         ("info", "edgecast_predictor_info"),
         ("switch", "edgecast_pod_switch"),
@@ -734,19 +711,8 @@ def test_the_info_action_waits_until_the_selected_model_is_available(fake, tmp_p
     fake.behaviour("model-a").ready_after = 3.0
     objects = render_objects(spec("model-a"))
     fake.seed(objects["deployment"], objects["service"])
-    playbook = tmp_path / "wait.yml"
-    playbook.write_text(WAIT_PLAYBOOK)
-    kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
 
-    run_playbook(
-        playbook,
-        *("-i", "localhost,", "-c", "local"),
-        *("-e", f"kubeconfig={kubeconfig}", "-e", f"results={tmp_path / 'results.json'}"),
-        *("-e", f"ansible_python_interpreter={sys.executable}"),
-        timeout=180,
-    )
-
-    waited, nothing = json.loads((tmp_path / "results.json").read_text())
+    waited, nothing = run_on_fake(fake, tmp_path, WAIT_PLAYBOOK)
     assert (waited["model_id"], waited["available"]) == ("model-a", True)
     assert waited["changed"] is False
     assert nothing["failed"] is True

@@ -17,8 +17,8 @@ import pytest
 from ansible.errors import AnsibleActionFail
 
 import edgecast.rollout.transfer
-from edgecast_harness.paths import BIN, REPO
-from edgecast_harness.playbook import run_playbook
+from edgecast_harness.paths import REPO
+from edgecast_harness.playbook import playbook_python, run_playbook, without_edgecast
 from edgecast_harness.ports import free_port
 
 _spec = importlib.util.spec_from_file_location(
@@ -27,21 +27,6 @@ _spec = importlib.util.spec_from_file_location(
 _helper = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_helper)
 EdgecastPlugin = _helper.EdgecastPlugin
-
-# Put first on the controller's PYTHONPATH, it makes ``import edgecast`` fail as it does where
-# the package was never installed.
-HIDE_EDGECAST = """
-import sys
-
-
-class HideEdgecast:
-    def find_spec(self, name, path=None, target=None):
-        if name == "edgecast" or name.startswith("edgecast."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-
-
-sys.meta_path.insert(0, HideEdgecast())
-"""
 
 
 def test_require_gives_the_module():
@@ -137,12 +122,8 @@ def test_the_plugins_load_the_helper_in_a_real_run(tmp_path):
 
 
 def test_without_edgecast_every_plugin_says_what_to_install(tmp_path):
-    hiding = tmp_path / "hide-edgecast"
-    hiding.mkdir()
-    (hiding / "sitecustomize.py").write_text(HIDE_EDGECAST)
-    msgs = run_plugins(tmp_path, PYTHONPATH=str(hiding))
-    # The interpreter ansible-playbook runs in, as its script names it.
-    python = (BIN / "ansible-playbook").read_text().splitlines()[0].removeprefix("#!")
+    msgs = run_plugins(tmp_path, **without_edgecast(tmp_path / "hide-edgecast"))
+    python = playbook_python()
     for task, plugin in [
         ("verify", "edgecast_bundle_verify"),
         ("transfer", "edgecast_bundle_transfer"),

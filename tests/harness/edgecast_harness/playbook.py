@@ -22,6 +22,20 @@ import ansible_runner
 from .paths import BIN, REPO
 
 STAT_NAMES = ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored")
+# Put first on the controller's PYTHONPATH, it makes ``import edgecast`` fail as it does where
+# the package was never installed.
+HIDE_EDGECAST = """
+import sys
+
+
+class HideEdgecast:
+    def find_spec(self, name, path=None, target=None):
+        if name == "edgecast" or name.startswith("edgecast."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+sys.meta_path.insert(0, HideEdgecast())
+"""
 
 
 @dataclass
@@ -117,3 +131,16 @@ def run_playbook(
     if check:
         run.assert_ok()
     return run
+
+
+def without_edgecast(directory: Path) -> dict[str, str]:
+    """The environment of a :func:`run_playbook` whose controller cannot import edgecast: a
+    ``sitecustomize`` that hides it, written into ``directory``."""
+    directory.mkdir()
+    (directory / "sitecustomize.py").write_text(HIDE_EDGECAST)
+    return {"PYTHONPATH": str(directory)}
+
+
+def playbook_python() -> str:
+    """The interpreter ``ansible-playbook`` runs in, as its script names it."""
+    return (BIN / "ansible-playbook").read_text().splitlines()[0].removeprefix("#!")
