@@ -101,9 +101,11 @@ def trained_store(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
     pinned frameworks, the data and the arguments), so a run whose code and data are unchanged
     reuses them; ``site.yml``'s tests still train for real in every run.
     """
-    # The package's top-level modules make bundles (training, features, bundle format); its
-    # deploy/, predictor/ and rollout/ subpackages only use them.
-    inputs = [*sorted((REPO / "app" / "edgecast").glob("*.py")), REPO / "requirements.txt"]
+    # The package's top-level modules and bundle/ make bundles (training, features, the bundle
+    # format); its deploy/, predictor/ and rollout/ subpackages only use them.
+    package = REPO / "app" / "edgecast"
+    inputs = [*sorted(package.glob("*.py")), *sorted((package / "bundle").glob("*.py"))]
+    inputs.append(REPO / "requirements.txt")
     inputs.append(REPO / "data")
     key = content_key(inputs, *(" ".join(args) for args in TRAININGS))
     cached = cached_dir("bundles", key, train_store)
