@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from edgecast_harness.background import BackgroundJob
+from edgecast_harness.bodies import window_from_data
 from edgecast_harness.bundles import TrainedStore
 from edgecast_harness.cache import cached_dir, content_key
 from edgecast_harness.images import BuiltImage, build_predictor_image
@@ -114,6 +115,12 @@ def trained_store(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
     ids = sorted(p.name for p in root.iterdir())
     assert len(ids) == 2, ids
     return TrainedStore(root, ids)
+
+
+@pytest.fixture(scope="module")
+def body() -> dict:
+    """A valid prediction request of real data; a module's own, so that its tests share it."""
+    return window_from_data()
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pytest
 
-from edgecast_harness.bodies import window_from_data
 from edgecast_harness.bundle_faults import (
     ARCHIVE_FAULTS,
     DIRECTORY_FAULTS,
@@ -95,11 +94,6 @@ def good_bundle(trained_store: TrainedStore) -> Path:
 
 
 @pytest.fixture(scope="module")
-def window() -> dict:
-    return window_from_data()
-
-
-@pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
     directory = tmp_path_factory.mktemp("keys")
     signer, signer_public, signer_id = keygen(directory, "signer")
@@ -148,12 +142,12 @@ def verify_refuses(bundle: Path, fragments: list[str], *args: str) -> str:
     return result.stderr
 
 
-def assert_still_serving(serving: Serving, window: dict) -> None:
+def assert_still_serving(serving: Serving, body: dict) -> None:
     predictor = serving.predictor
     ready = predictor.get("/readyz")
     assert ready.status_code == 200, ready.text
     assert ready.json()["model_id"] == serving.model_id
-    response = predictor.post("/v1/predict", json=window)
+    response = predictor.post("/v1/predict", json=body)
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["model_id"] == serving.model_id
@@ -161,27 +155,27 @@ def assert_still_serving(serving: Serving, window: dict) -> None:
 
 
 def predictor_refuses(
-    serving: Serving, bundle: Path, fragments: list[str], window: dict
+    serving: Serving, bundle: Path, fragments: list[str], body: dict
 ) -> dict[str, object]:
     """Moves ``bundle`` into the store, asks for a swap: 422, specific, old model still serves."""
     bundle.rename(serving.store / bundle.name)
     response = serving.predictor.admin(SWAP, {"model_id": bundle.name})
     assert response.status_code == 422, response.text
-    body = response.json()
-    assert body["serving_model_id"] == serving.model_id, body
-    error = str(body["error"])
-    assert error.startswith("bundle refused: "), body
+    answer = response.json()
+    assert answer["serving_model_id"] == serving.model_id, answer
+    error = str(answer["error"])
+    assert error.startswith("bundle refused: "), answer
     message = error.removeprefix("bundle refused: ")
-    assert not refusal_problems(message, fragments), (refusal_problems(message, fragments), body)
-    assert_still_serving(serving, window)
-    return body
+    assert not refusal_problems(message, fragments), (refusal_problems(message, fragments), answer)
+    assert_still_serving(serving, body)
+    return answer
 
 
 # --- controls: the fault injection itself leaves good bundles good ----------------------------
 
 
 def test_clean_clone_is_accepted_by_verify_and_by_a_swap(
-    trained_store: TrainedStore, serving: Serving, window: dict, tmp_path: Path
+    trained_store: TrainedStore, serving: Serving, body: dict, tmp_path: Path
 ) -> None:
     """A renamed copy with no fault passes every check, so each refusal below is the fault's."""
     clone = clone_bundle(good_bundle(trained_store), tmp_path, "clean-clone")
@@ -195,7 +189,7 @@ def test_clean_clone_is_accepted_by_verify_and_by_a_swap(
     finally:
         back = serving.predictor.admin(SWAP, {"model_id": serving.model_id})
         assert back.status_code == 200, back.text
-    assert_still_serving(serving, window)
+    assert_still_serving(serving, body)
 
 
 def test_packed_good_bundle_verifies(trained_store: TrainedStore, tmp_path: Path) -> None:
@@ -210,12 +204,12 @@ def test_packed_good_bundle_verifies(trained_store: TrainedStore, tmp_path: Path
 
 @pytest.mark.parametrize("fault", [pytest.param(f, id=f.name) for f in DIRECTORY_FAULTS])
 def test_faulty_bundle_is_refused_and_old_model_keeps_serving(
-    fault: Fault, trained_store: TrainedStore, serving: Serving, window: dict, tmp_path: Path
+    fault: Fault, trained_store: TrainedStore, serving: Serving, body: dict, tmp_path: Path
 ) -> None:
     bundle = clone_bundle(good_bundle(trained_store), tmp_path, f"faulty-{fault.name}")
     fragments = fault.inject(bundle)
     verify_refuses(bundle, fragments)
-    predictor_refuses(serving, bundle, fragments, window)
+    predictor_refuses(serving, bundle, fragments, body)
 
 
 # --- signatures -------------------------------------------------------------------------------
@@ -267,23 +261,23 @@ def test_signature_fault_is_refused_and_old_model_keeps_serving(
     trained_store: TrainedStore,
     keys: Keys,
     signed_serving: Serving,
-    window: dict,
+    body: dict,
     tmp_path: Path,
 ) -> None:
     bundle = clone_bundle(good_bundle(trained_store), tmp_path, f"faulty-{fault.__name__[1:]}")
     fragments = fault(bundle, keys)
     verify_refuses(bundle, fragments, "--public-key", str(keys.signer_public))
-    predictor_refuses(signed_serving, bundle, fragments, window)
+    predictor_refuses(signed_serving, bundle, fragments, body)
 
 
 def test_signed_bundle_is_refused_without_a_configured_public_key(
-    trained_store: TrainedStore, keys: Keys, serving: Serving, window: dict, tmp_path: Path
+    trained_store: TrainedStore, keys: Keys, serving: Serving, body: dict, tmp_path: Path
 ) -> None:
     bundle = clone_bundle(good_bundle(trained_store), tmp_path, "signed-but-no-key-configured")
     sign(bundle, keys.signer)
     fragments = [f"bundle is signed (key id {keys.signer_id})", "no public key is configured"]
     verify_refuses(bundle, fragments)
-    predictor_refuses(serving, bundle, fragments, window)
+    predictor_refuses(serving, bundle, fragments, body)
 
 
 def test_correctly_signed_bundle_is_accepted_with_the_key(
@@ -325,7 +319,7 @@ def test_tar_with_symlink_member_is_refused(trained_store: TrainedStore, tmp_pat
 
 
 def test_store_folder_whose_manifest_names_another_model_is_refused(
-    trained_store: TrainedStore, serving: Serving, window: dict
+    trained_store: TrainedStore, serving: Serving, body: dict
 ) -> None:
     """Asking for model X must never make a bundle whose manifest says Y serve.
 
@@ -348,7 +342,7 @@ def test_store_folder_whose_manifest_names_another_model_is_refused(
         if response.status_code == 200:
             back = serving.predictor.admin(SWAP, {"model_id": serving.model_id})
             assert back.status_code == 200, back.text
-    assert_still_serving(serving, window)
+    assert_still_serving(serving, body)
 
 
 # --- malformed content behind valid digests: refused, never a crash ---------------------------
@@ -356,7 +350,7 @@ def test_store_folder_whose_manifest_names_another_model_is_refused(
 
 @pytest.mark.parametrize("fault", [pytest.param(f, id=f.name) for f in MALFORMED_FAULTS])
 def test_malformed_file_with_valid_digests_is_refused_not_crashed(
-    fault: Fault, trained_store: TrainedStore, serving: Serving, window: dict, tmp_path: Path
+    fault: Fault, trained_store: TrainedStore, serving: Serving, body: dict, tmp_path: Path
 ) -> None:
     """A broken file that a cloud build hashed as it was must be a refusal, not a traceback."""
     bundle = clone_bundle(good_bundle(trained_store), tmp_path, f"malformed-{fault.name}")
@@ -365,7 +359,7 @@ def test_malformed_file_with_valid_digests_is_refused_not_crashed(
     shutil.copytree(bundle, serving.store / bundle.name)
     swap = serving.predictor.admin(SWAP, {"model_id": bundle.name})
     # The swap is all-or-nothing even when the loader crashes: the old model keeps serving.
-    assert_still_serving(serving, window)
+    assert_still_serving(serving, body)
     problems = []
     if (
         cli.returncode != 1
@@ -426,7 +420,7 @@ def peak_rss_kb(pid: int) -> int:
 
 @pytest.fixture(scope="module")
 def hostile(
-    golden_bundle: Path, window: dict, tmp_path_factory: pytest.TempPathFactory
+    golden_bundle: Path, body: dict, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Hostile]:
     """A LiteRT predictor serving the golden bundle, warmed up (a forecast, and a swap refused
     after every file was read and parsed) before its peak RSS is taken as the baseline."""
@@ -438,24 +432,24 @@ def hostile(
     )
     serving = Serving(predictor, store, golden_bundle.name)
     warm_up = clone_bundle(golden_bundle, tmp_path_factory.mktemp("warm-up"), "warm-up")
-    predictor_refuses(serving, warm_up, nan_weight(warm_up), window)
+    predictor_refuses(serving, warm_up, nan_weight(warm_up), body)
     yield Hostile(serving, peak_rss_kb(predictor.pid), set())
     predictor.stop()
 
 
 @pytest.mark.parametrize("fault", [pytest.param(f, id=f.name) for f in HOSTILE_FAULTS])
 def test_hostile_bundle_is_refused_and_old_model_keeps_serving(
-    fault: Fault, golden_bundle: Path, hostile: Hostile, window: dict, tmp_path: Path
+    fault: Fault, golden_bundle: Path, hostile: Hostile, body: dict, tmp_path: Path
 ) -> None:
     bundle = clone_bundle(golden_bundle, tmp_path, f"hostile-{fault.name}")
     fragments = fault.inject(bundle)
     verify_refuses(bundle, fragments)
-    predictor_refuses(hostile.serving, bundle, fragments, window)
+    predictor_refuses(hostile.serving, bundle, fragments, body)
     hostile.refused.add(fault.name)
 
 
 def test_store_entry_linking_outside_the_store_is_refused(
-    golden_bundle: Path, hostile: Hostile, window: dict, tmp_path: Path
+    golden_bundle: Path, hostile: Hostile, body: dict, tmp_path: Path
 ) -> None:
     """A good bundle outside the store, linked into it: refused, wherever the link points."""
     outside = clone_bundle(golden_bundle, tmp_path, "linked-from-outside")
@@ -464,7 +458,7 @@ def test_store_entry_linking_outside_the_store_is_refused(
     assert response.status_code == 422, response.text
     assert "'linked-from-outside' in the model store" in response.json()["error"]
     assert "is a symbolic link" in response.json()["error"]
-    assert_still_serving(hostile.serving, window)
+    assert_still_serving(hostile.serving, body)
 
 
 def test_hostile_bundles_leave_the_predictor_s_peak_memory_as_it_was(

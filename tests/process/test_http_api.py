@@ -28,7 +28,6 @@ from edgecast_harness.bad_requests import (
     json_error,
     timestamps_body,
 )
-from edgecast_harness.bodies import window_from_data
 from edgecast_harness.bundle_faults import read_manifest
 from edgecast_harness.predictor import ADMIN_TOKEN, Predictor, PredictorLauncher, send_raw
 
@@ -41,11 +40,6 @@ def start_module_predictor(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     launcher = PredictorLauncher(tmp_path_factory.mktemp("predictors"))
     yield launcher.start
     launcher.stop_all()
-
-
-@pytest.fixture(scope="module")
-def body() -> dict:
-    return window_from_data()
 
 
 @pytest.fixture(scope="module")

@@ -22,16 +22,10 @@ import pytest
 import requests
 
 from edgecast_harness.bad_requests import json_error
-from edgecast_harness.bodies import window_from_data
 from edgecast_harness.predictor import GOLDEN_STORE, Predictor, RawAnswer, edgecast
 
 WITHIN_S = 1.0  # what a client and a probe (the kubelet's default timeout) may wait
 SLOW_HEAD = b"POST /v1/predict HTTP/1.1\r\nHost: predictor\r\nContent-Type: application/json\r\n"
-
-
-@pytest.fixture(scope="module")
-def body() -> dict:
-    return window_from_data()
 
 
 def golden(start_predictor, *args: str) -> Predictor:

@@ -27,13 +27,7 @@ from edgecast_harness.bad_requests import (
     json_error,
 )
 from edgecast_harness.bad_requests import timestamps_body as with_timestamps
-from edgecast_harness.bodies import window_from_data
 from edgecast_harness.predictor import ADMIN_TOKEN
-
-
-@pytest.fixture(scope="module")
-def body() -> dict:
-    return window_from_data()
 
 
 @pytest.fixture(scope="module")

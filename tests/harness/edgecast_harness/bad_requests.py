@@ -13,9 +13,12 @@ import math
 import random
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pytest
+
+from .predictor import send_raw
 
 JSON = {"Content-Type": "application/json"}
 ALLOWED = ("loads", "last_timestamp", "timestamps", "temperatures")
@@ -792,3 +795,33 @@ def check_fuzz_answer(path: str, status: int, headers: Mapping[str, str], text: 
     elif "forecast_kwh" in answer:
         assert all(math.isfinite(v) for v in answer["forecast_kwh"]), answer
         assert all(FORECAST_STAMP.fullmatch(s) for s in answer["timestamps"]), answer
+
+
+@dataclass
+class FuzzAnswers:
+    """The answers to one seed's fuzzed requests: how many of each status, and those that break
+    a rule of :func:`check_fuzz_answer`, with what was sent."""
+
+    seed: int
+    statuses: dict[int, int] = field(default_factory=dict)
+    failures: list[tuple[str, object, str]] = field(default_factory=list)
+
+    def add(
+        self, case: str, sent: object, path: str, status: int, headers: Mapping[str, str], text: str
+    ) -> None:
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        try:
+            check_fuzz_answer(path, status, headers, text)
+        except (AssertionError, ValueError) as exc:
+            self.failures.append((case, sent, repr(exc)[:300]))
+
+    def send_raw_requests(self, port: int, count: int, body: dict, timeout: float) -> None:
+        """Sends :func:`fuzz_raw_requests` to 127.0.0.1:``port``, each on a new connection."""
+        for case, request in fuzz_raw_requests(self.seed, count, body):
+            answer = send_raw(port, request, timeout=timeout)
+            self.add(case, request[:80], "", answer.status, answer.headers, answer.text)
+
+    def assert_all_good(self) -> None:
+        assert not self.failures, (
+            f"{len(self.failures)} bad answers (seed {self.seed}): {self.failures[:5]}"
+        )
