@@ -178,17 +178,31 @@ FILE_MODE = 0o644
 DIR_MODE = 0o755
 
 
-def _digest_file(path: str) -> tuple[str, int]:
+def _digest_copy(
+    source: IO[bytes], target: IO[bytes] | None = None, keep: bool = False
+) -> tuple[str, int, bytes]:
+    """sha256 and size of what ``source`` holds, read a chunk at a time and written on to
+    ``target`` when there is one; the bytes themselves when ``keep``."""
     digest = hashlib.sha256()
     size = 0
+    kept = []
+    while True:
+        chunk = source.read(CHUNK)
+        if not chunk:
+            break
+        digest.update(chunk)
+        size += len(chunk)
+        if target is not None:
+            target.write(chunk)
+        if keep:
+            kept.append(chunk)
+    return digest.hexdigest(), size, b"".join(kept)
+
+
+def _digest_file(path: str) -> tuple[str, int]:
     with os.fdopen(open_regular(path), "rb") as handle:
-        while True:
-            chunk = handle.read(CHUNK)
-            if not chunk:
-                break
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+        digest, size, _ = _digest_copy(handle)
+    return digest, size
 
 
 def parse_manifest(data: bytes, model_id: str) -> dict[str, dict[str, object]]:
@@ -291,24 +305,13 @@ def _member_name(member: tarfile.TarInfo, model_id: str) -> str:
 def _write(source: IO[bytes], path: str, keep: bool) -> tuple[str, int, bytes]:
     """Copies ``source`` to a new file at ``path``, flushed to disk; returns sha256 and size
     (and the bytes themselves when ``keep``)."""
-    digest = hashlib.sha256()
-    size = 0
-    kept = []
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
     with os.fdopen(fd, "wb") as target:
-        while True:
-            chunk = source.read(CHUNK)
-            if not chunk:
-                break
-            digest.update(chunk)
-            size += len(chunk)
-            target.write(chunk)
-            if keep:
-                kept.append(chunk)
+        copied = _digest_copy(source, target, keep)
         target.flush()
         os.fchmod(target.fileno(), FILE_MODE)
         os.fsync(target.fileno())
-    return digest.hexdigest(), size, b"".join(kept)
+    return copied
 
 
 def unpack(
