@@ -109,10 +109,18 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
         return {key: archive[key] for key in archive.files}
 
 
-def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def rewrite(bundle: Path, name: str, data: bytes) -> None:
+    """Replaces the file ``name`` with ``data`` and makes the manifest's size and sha256 match,
+    as an honest but wrong build would."""
+    (bundle / name).write_bytes(data)
+    refresh_digest(bundle, name)
+
+
+def rewrite_npz(bundle: Path, name: str, arrays: dict[str, np.ndarray]) -> None:
+    """Replaces the .npz ``name`` with one of ``arrays``, the manifest made to match."""
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    path.write_bytes(buffer.getvalue())
+    rewrite(bundle, name, buffer.getvalue())
 
 
 # --- faults in a bundle directory -------------------------------------------------------------
@@ -142,35 +150,29 @@ def delete_scaling(bundle: Path) -> list[str]:
 
 def wrong_weight_shape(bundle: Path) -> list[str]:
     """context/kernel one input row short, with the manifest's digests made to match."""
-    path = bundle / WEIGHTS
-    weights = load_npz(path)
+    weights = load_npz(bundle / WEIGHTS)
     right = weights["context/kernel"].shape
     weights["context/kernel"] = np.ascontiguousarray(weights["context/kernel"][:-1])
     wrong = weights["context/kernel"].shape
-    save_npz(path, weights)
-    refresh_digest(bundle, WEIGHTS)
+    rewrite_npz(bundle, WEIGHTS, weights)
     return [WEIGHTS, "'context/kernel'", f"has shape {wrong}", f"needs {right}"]
 
 
 def nan_weight(bundle: Path) -> list[str]:
     """Every shape right, one NaN in base/kernel, digests made to match."""
-    path = bundle / WEIGHTS
-    weights = load_npz(path)
+    weights = load_npz(bundle / WEIGHTS)
     kernel = weights["base/kernel"].copy()
     kernel.flat[0] = np.nan
     weights["base/kernel"] = kernel
-    save_npz(path, weights)
-    refresh_digest(bundle, WEIGHTS)
+    rewrite_npz(bundle, WEIGHTS, weights)
     return [WEIGHTS, "'base/kernel'", "NaN"]
 
 
 def shift_reference_outputs(bundle: Path, kwh: float = 1.0) -> list[str]:
     """The cloud's reference forecasts all 1 kWh off, digests made to match."""
-    path = bundle / REFERENCE
-    reference = load_npz(path)
+    reference = load_npz(bundle / REFERENCE)
     reference["outputs"] = reference["outputs"] + np.asarray(kwh, dtype=reference["outputs"].dtype)
-    save_npz(path, reference)
-    refresh_digest(bundle, REFERENCE)
+    rewrite_npz(bundle, REFERENCE, reference)
     return ["parity check failed on the keras runtime", "reference outputs"]
 
 
@@ -251,30 +253,24 @@ def tar_with_symlink(bundle: Path, archive: Path) -> str:
 
 def weights_not_a_zip_archive(bundle: Path) -> list[str]:
     """weights.npz cut in half before it was hashed: the digests match, the zip is broken."""
-    path = bundle / WEIGHTS
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    refresh_digest(bundle, WEIGHTS)
+    data = (bundle / WEIGHTS).read_bytes()
+    rewrite(bundle, WEIGHTS, data[: len(data) // 2])
     return [f"{WEIGHTS} is not a readable numpy archive"]
 
 
 def reference_loads_scalar(bundle: Path) -> list[str]:
     """reference.npz 'loads' a 0-d array instead of (cases, window)."""
-    path = bundle / REFERENCE
-    reference = load_npz(path)
+    reference = load_npz(bundle / REFERENCE)
     reference["loads"] = np.asarray(1.0)
-    save_npz(path, reference)
-    refresh_digest(bundle, REFERENCE)
+    rewrite_npz(bundle, REFERENCE, reference)
     return [REFERENCE, "'loads'"]
 
 
 def reference_outputs_text(bundle: Path) -> list[str]:
     """reference.npz 'outputs' of the right shape, stored as text."""
-    path = bundle / REFERENCE
-    reference = load_npz(path)
+    reference = load_npz(bundle / REFERENCE)
     reference["outputs"] = reference["outputs"].astype(str)
-    save_npz(path, reference)
-    refresh_digest(bundle, REFERENCE)
+    rewrite_npz(bundle, REFERENCE, reference)
     return [REFERENCE, "'outputs'"]
 
 
@@ -298,8 +294,7 @@ def _edit_json(bundle: Path, name: str, edit: Callable[[dict], object]) -> None:
     """Changes one JSON file of the bundle, with the manifest's digest made to match."""
     value = json.loads((bundle / name).read_text())
     edit(value)
-    (bundle / name).write_text(json.dumps(value))
-    refresh_digest(bundle, name)
+    rewrite(bundle, name, json.dumps(value).encode())
 
 
 def _deflate_piece(data: bytes) -> bytes:
@@ -393,20 +388,16 @@ def sparse_gib_weights_listed(bundle: Path) -> list[str]:
 
 def reference_with_gib_zero_array(bundle: Path) -> list[str]:
     """reference.npz with an extra gibibyte of zeros, deflated to a megabyte; digests match."""
-    path = bundle / REFERENCE
-    path.write_bytes(npz_with_zeros(load_npz(path), "padding", (GIB // 4,)))
-    refresh_digest(bundle, REFERENCE)
+    rewrite(bundle, REFERENCE, npz_with_zeros(load_npz(bundle / REFERENCE), "padding", (GIB // 4,)))
     return [REFERENCE, "unexpected array(s) ['padding']"]
 
 
 def reference_loads_of_a_gib(bundle: Path) -> list[str]:
     """reference.npz whose 'loads' is a gibibyte (zeros, deflated): the right array, far too big."""
-    path = bundle / REFERENCE
-    arrays = load_npz(path)
+    arrays = load_npz(bundle / REFERENCE)
     window = arrays.pop("loads").shape[1]
     shape = (GIB // 4 // window, window)
-    path.write_bytes(npz_with_zeros(arrays, "loads", shape))
-    refresh_digest(bundle, REFERENCE)
+    rewrite(bundle, REFERENCE, npz_with_zeros(arrays, "loads", shape))
     return [REFERENCE, f"'loads' has shape {shape}", "with 1 <= n <= 64"]
 
 
@@ -434,8 +425,7 @@ def size_as_a_string(bundle: Path) -> list[str]:
 
 def random_bytes_as_weights(bundle: Path) -> list[str]:
     size = (bundle / WEIGHTS).stat().st_size
-    (bundle / WEIGHTS).write_bytes(np.random.default_rng(7).bytes(size))
-    refresh_digest(bundle, WEIGHTS)
+    rewrite(bundle, WEIGHTS, np.random.default_rng(7).bytes(size))
     return [f"{WEIGHTS} is not a readable numpy archive"]
 
 
@@ -443,16 +433,14 @@ def single_npy_as_weights(bundle: Path) -> list[str]:
     """weights.npz holding one .npy array instead of an archive of named arrays."""
     buffer = io.BytesIO()
     np.save(buffer, load_npz(bundle / WEIGHTS)["context/kernel"])
-    (bundle / WEIGHTS).write_bytes(buffer.getvalue())
-    refresh_digest(bundle, WEIGHTS)
+    rewrite(bundle, WEIGHTS, buffer.getvalue())
     return [f"{WEIGHTS} is not a readable numpy archive", "one .npy array, not an .npz archive"]
 
 
 def scaling_of_400_digits(bundle: Path) -> list[str]:
     text = (bundle / SCALING).read_text()
     value = json.loads(text)["load_mean"]
-    (bundle / SCALING).write_text(text.replace(json.dumps(value), "9" * 400, 1))
-    refresh_digest(bundle, SCALING)
+    rewrite(bundle, SCALING, text.replace(json.dumps(value), "9" * 400, 1).encode())
     return [SCALING, "load_mean is 9999", "(400 characters)", "not a finite number"]
 
 
@@ -485,8 +473,7 @@ def weights_listing_thousands_of_arrays(bundle: Path) -> list[str]:
     with zipfile.ZipFile(buffer, "w") as archive:
         for i in range(3000):
             archive.writestr(f"w{i}.npy", b"")
-    (bundle / WEIGHTS).write_bytes(buffer.getvalue())
-    refresh_digest(bundle, WEIGHTS)
+    rewrite(bundle, WEIGHTS, buffer.getvalue())
     return [WEIGHTS, "lists far more arrays than a bundle's"]
 
 
