@@ -82,6 +82,30 @@ def with_repeat(stamps: list[str], at: int) -> list[str]:
     return [*stamps[:at], stamps[at - 1], *stamps[at + 1 :]]
 
 
+def bad_load_literal(name: str, literal: str, fragments: tuple[str, ...]) -> pytest.ParameterSet:
+    """``loads[3]`` written as ``literal`` in the body's JSON text: a 400 naming ``fragments``."""
+    return pytest.param(
+        lambda b: {"data": replace_load_text(b, 3, literal), "headers": JSON},
+        400,
+        fragments,
+        id=name,
+    )
+
+
+def bad_last_timestamps(fragment: str, stamps: dict[str, object]) -> list[pytest.ParameterSet]:
+    """A case for each ``last_timestamp`` of ``stamps`` (by id): a 400 whose error names the
+    field and ``fragment``."""
+    return [
+        pytest.param(
+            lambda b, stamp=stamp: {"json": {**b, "last_timestamp": stamp}},
+            400,
+            ("'last_timestamp'", fragment),
+            id=f"last_timestamp-{name}",
+        )
+        for name, stamp in stamps.items()
+    ]
+
+
 BAD_INPUTS = [
     pytest.param(
         lambda b: {"json": with_loads(b, b["loads"][1:])},
@@ -96,30 +120,10 @@ BAD_INPUTS = [
         id="window-601-values",
     ),
     pytest.param(lambda b: {"json": with_loads(b, [])}, 400, ("got 0",), id="window-empty"),
-    pytest.param(
-        lambda b: {"data": replace_load_text(b, 3, "NaN"), "headers": JSON},
-        400,
-        ("NaN", "finite"),
-        id="nan-literal",
-    ),
-    pytest.param(
-        lambda b: {"data": replace_load_text(b, 3, "Infinity"), "headers": JSON},
-        400,
-        ("Infinity", "finite"),
-        id="infinity-literal",
-    ),
-    pytest.param(
-        lambda b: {"data": replace_load_text(b, 3, "-Infinity"), "headers": JSON},
-        400,
-        ("-Infinity", "finite"),
-        id="minus-infinity-literal",
-    ),
-    pytest.param(
-        lambda b: {"data": replace_load_text(b, 3, "1e999"), "headers": JSON},
-        400,
-        ("'loads[3]'", "finite"),
-        id="float-overflowing-to-infinity",
-    ),
+    bad_load_literal("nan-literal", "NaN", ("NaN", "finite")),
+    bad_load_literal("infinity-literal", "Infinity", ("Infinity", "finite")),
+    bad_load_literal("minus-infinity-literal", "-Infinity", ("-Infinity", "finite")),
+    bad_load_literal("float-overflowing-to-infinity", "1e999", ("'loads[3]'", "finite")),
     pytest.param(
         lambda b: {"json": with_loads(b, [*b["loads"][:5], "12.5", *b["loads"][6:]])},
         400,
@@ -209,17 +213,9 @@ BAD_INPUTS = [
         ("larger than the limit",),
         id="json-object-over-the-limit",
     ),
-    pytest.param(
-        lambda b: {"json": {**b, "last_timestamp": "2017-12-20T10:30:00Z"}},
-        400,
-        ("'last_timestamp'", "not on the hour"),
-        id="last_timestamp-at-half-past",
-    ),
-    pytest.param(
-        lambda b: {"json": {**b, "last_timestamp": "2017-12-20T23:00:05Z"}},
-        400,
-        ("'last_timestamp'", "not on the hour"),
-        id="last_timestamp-with-seconds",
+    *bad_last_timestamps(
+        "not on the hour",
+        {"at-half-past": "2017-12-20T10:30:00Z", "with-seconds": "2017-12-20T23:00:05Z"},
     ),
     pytest.param(
         lambda b: {"json": timestamps_body(b, with_gap(hourly(b["last_timestamp"]), 300))},
@@ -251,23 +247,9 @@ BAD_INPUTS = [
         ("'timestamps'", "600"),
         id="timestamps-not-a-list",
     ),
-    pytest.param(
-        lambda b: {"json": {**b, "last_timestamp": "20/12/2017 23:00"}},
-        400,
-        ("'last_timestamp'", "ISO 8601"),
-        id="last_timestamp-not-iso-8601",
-    ),
-    pytest.param(
-        lambda b: {"json": {**b, "last_timestamp": "yesterday"}},
-        400,
-        ("'last_timestamp'", "ISO 8601"),
-        id="last_timestamp-a-word",
-    ),
-    pytest.param(
-        lambda b: {"json": {**b, "last_timestamp": 1513810800}},
-        400,
-        ("'last_timestamp'", "ISO 8601"),
-        id="last_timestamp-a-number",
+    *bad_last_timestamps(
+        "ISO 8601",
+        {"not-iso-8601": "20/12/2017 23:00", "a-word": "yesterday", "a-number": 1513810800},
     ),
     pytest.param(
         lambda b: {
@@ -311,22 +293,17 @@ BAD_INPUTS = [
     # Timestamps outside the years 2000 to 2100: at the ends of datetime's range they were
     # 500s (ValueError for year 10000 in iso_hours, OverflowError converting an offset), and
     # year 1 was answered with forecast stamps such as "1-01-01T01:00:00Z".
-    *(
-        pytest.param(
-            lambda b, stamp=stamp: {"json": {**b, "last_timestamp": stamp}},
-            400,
-            ("'last_timestamp'", "outside the years 2000 to 2100"),
-            id=f"last_timestamp-{name}",
-        )
-        for name, stamp in (
-            ("year-9999-last-hour", "9999-12-31T23:00:00Z"),
-            ("year-1-offset-plus-1", "0001-01-01T00:00:00+01:00"),
-            ("year-9999-offset-minus-1", "9999-12-31T23:00:00-01:00"),
-            ("year-1", "0001-01-01T00:00:00Z"),
-            ("year-1999", "1999-12-31T23:00:00Z"),
-            ("year-2101", "2101-01-01T00:00:00Z"),
-            ("2100-by-offset-only", "2100-12-31T23:00:00-01:00"),
-        )
+    *bad_last_timestamps(
+        "outside the years 2000 to 2100",
+        {
+            "year-9999-last-hour": "9999-12-31T23:00:00Z",
+            "year-1-offset-plus-1": "0001-01-01T00:00:00+01:00",
+            "year-9999-offset-minus-1": "9999-12-31T23:00:00-01:00",
+            "year-1": "0001-01-01T00:00:00Z",
+            "year-1999": "1999-12-31T23:00:00Z",
+            "year-2101": "2101-01-01T00:00:00Z",
+            "2100-by-offset-only": "2100-12-31T23:00:00-01:00",
+        },
     ),
     pytest.param(
         lambda b: {"json": timestamps_body(b, hourly("9999-12-31T23:00:00Z"))},
@@ -334,29 +311,14 @@ BAD_INPUTS = [
         ("'timestamps[0]'", "outside the years"),
         id="timestamps-ending-in-year-9999",
     ),
-    pytest.param(
-        lambda b: {"json": {**b, "last_timestamp": "2017-12-31T23:00:00Z\u0000garbage"}},
-        400,
-        ("'last_timestamp'", "ISO 8601"),
-        id="last_timestamp-nul-and-garbage-after",
-    ),
-    pytest.param(
-        lambda b: {"json": {**b, "last_timestamp": "2017-12-31T23:00:00+00:00:00.000001"}},
-        400,
-        ("'last_timestamp'", "ISO 8601"),
-        id="last_timestamp-offset-with-microseconds",
-    ),
-    pytest.param(
-        lambda b: {"json": {**b, "last_timestamp": "2017-12-31T23:00:00\n"}},
-        400,
-        ("'last_timestamp'", "ISO 8601"),
-        id="last_timestamp-trailing-newline",
-    ),
-    pytest.param(
-        lambda b: {"json": {**b, "last_timestamp": "\uff12\uff10\uff11\uff17-12-31T23:00:00Z"}},
-        400,
-        ("'last_timestamp'", "ISO 8601"),
-        id="last_timestamp-fullwidth-digits",
+    *bad_last_timestamps(
+        "ISO 8601",
+        {
+            "nul-and-garbage-after": "2017-12-31T23:00:00Z\u0000garbage",
+            "offset-with-microseconds": "2017-12-31T23:00:00+00:00:00.000001",
+            "trailing-newline": "2017-12-31T23:00:00\n",
+            "fullwidth-digits": "\uff12\uff10\uff11\uff17-12-31T23:00:00Z",
+        },
     ),
     # Duplicate keys: json.loads let the last one win, so strings in the first "loads" were
     # never checked and the request was answered 200.
@@ -479,6 +441,11 @@ def raw_request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+def framed_by(header: str, value: str, body: bytes = b"") -> bytes:
+    """A request whose body is framed by ``header: value`` alone, with no true Content-Length."""
+    return raw_request(headers=[*JSON.items(), (header, value)], body=body, content_length=False)
+
+
 def _json_body(b: dict) -> bytes:
     return json.dumps(b).encode()
 
@@ -500,17 +467,13 @@ RAW_REQUESTS = [
         id="duplicate-content-length",
     ),
     pytest.param(
-        lambda b: raw_request(
-            headers=[*JSON.items(), ("Content-Length", "-5")], content_length=False
-        ),
+        lambda b: framed_by("Content-Length", "-5"),
         400,
         ("Content-Length",),
         id="negative-content-length",
     ),
     pytest.param(
-        lambda b: raw_request(
-            headers=[*JSON.items(), ("Content-Length", "12abc")], content_length=False
-        ),
+        lambda b: framed_by("Content-Length", "12abc"),
         400,
         ("Content-Length",),
         id="content-length-not-a-number",
@@ -528,40 +491,29 @@ RAW_REQUESTS = [
         id="body-of-1-mib",
     ),
     pytest.param(
-        lambda b: raw_request(
-            headers=[*JSON.items(), ("Content-Length", str(16 * MAX_BODY))],
-            content_length=False,
-        ),
+        lambda b: framed_by("Content-Length", str(16 * MAX_BODY)),
         413,
         ("larger than the limit", str(MAX_BODY)),
         id="content-length-of-1-mib-announced",
     ),
     pytest.param(
-        lambda b: raw_request(
-            headers=[*JSON.items(), ("Transfer-Encoding", "chunked")],
-            body=f"{MAX_BODY + 1:x}\r\n".encode() + b"x" * (MAX_BODY + 1) + b"\r\n0\r\n\r\n",
-            content_length=False,
+        lambda b: framed_by(
+            "Transfer-Encoding",
+            "chunked",
+            f"{MAX_BODY + 1:x}\r\n".encode() + b"x" * (MAX_BODY + 1) + b"\r\n0\r\n\r\n",
         ),
         413,
         ("larger than the limit", str(MAX_BODY)),
         id="chunked-body-over-the-limit",
     ),
     pytest.param(
-        lambda b: raw_request(
-            headers=[*JSON.items(), ("Transfer-Encoding", "chunked")],
-            body=b"zz\r\n",
-            content_length=False,
-        ),
+        lambda b: framed_by("Transfer-Encoding", "chunked", b"zz\r\n"),
         400,
         ("bad HTTP request", "chunk"),
         id="chunked-body-with-a-bad-chunk-size",
     ),
     pytest.param(
-        lambda b: raw_request(
-            headers=[*JSON.items(), ("Transfer-Encoding", "identity")],
-            body=_json_body(b),
-            content_length=False,
-        ),
+        lambda b: framed_by("Transfer-Encoding", "identity", _json_body(b)),
         501,
         ("Transfer-Encoding",),
         id="transfer-encoding-identity",
