@@ -19,20 +19,11 @@ from edgecast.bundle import BundleError, ParityLimit, load_bundle_dir, sign_bund
 from edgecast.forecaster import load_forecaster
 from edgecast.signing import generate_keypair, load_private_key, load_public_key
 from edgecast.store import ModelStore
-from edgecast_harness.bundle_faults import (
-    ARCHIVE_FAULTS,
-    DIRECTORY_FAULTS,
-    HOSTILE_FAULTS,
-    MALFORMED_FAULTS,
-    ArchiveFault,
-    Fault,
-    clone_bundle,
-    flip_weights_byte,
-    loosen_signed_parity,
-    refusal_problems,
-    tar_with_symlink,
-    tar_with_traversal,
-)
+from edgecast_harness import bundle_faults as faults
+from edgecast_harness.bundle_faults import ArchiveFault, Fault, refusal_problems
+
+# The faults of a bundle folder, each table of which the process tier tests on its own.
+FOLDER_FAULTS = faults.DIRECTORY_FAULTS + faults.MALFORMED_FAULTS + faults.HOSTILE_FAULTS
 
 
 def refusal(bundle: Path, public_key: Path | None = None, limit: ParityLimit | None = None) -> str:
@@ -67,7 +58,7 @@ def test_the_golden_bundle_passes_every_check(golden_copy: Path) -> None:
 
 @pytest.mark.parametrize(
     "fault",
-    [pytest.param(f, id=f.name) for f in DIRECTORY_FAULTS + MALFORMED_FAULTS + HOSTILE_FAULTS],
+    [pytest.param(f, id=f.name) for f in FOLDER_FAULTS],
 )
 def test_a_faulty_bundle_is_refused_naming_the_fault(fault: Fault, golden_copy: Path) -> None:
     # The fault table names the keras runtime of the process tier's predictor; this is litert.
@@ -78,7 +69,7 @@ def test_a_faulty_bundle_is_refused_naming_the_fault(fault: Fault, golden_copy: 
     assert time.perf_counter() - started < 5, "a refusal costs no more than a good bundle"
 
 
-@pytest.mark.parametrize("fault", [pytest.param(f, id=f.name) for f in ARCHIVE_FAULTS])
+@pytest.mark.parametrize("fault", [pytest.param(f, id=f.name) for f in faults.ARCHIVE_FAULTS])
 def test_a_hostile_archive_is_refused_before_it_is_extracted(
     fault: ArchiveFault, golden_bundle: Path, tmp_path: Path
 ) -> None:
@@ -92,11 +83,11 @@ def test_a_hostile_archive_is_refused_before_it_is_extracted(
 
 def test_unsafe_archive_members_are_refused(golden_bundle: Path, tmp_path: Path) -> None:
     escape = f"edgecast-escaped-{uuid.uuid4().hex}.txt"
-    member = tar_with_traversal(golden_bundle, tmp_path / "traversal.tar.gz", escape)
+    member = faults.tar_with_traversal(golden_bundle, tmp_path / "traversal.tar.gz", escape)
     message = unpack_refusal(tmp_path / "traversal.tar.gz")
     assert repr(member) in message and "outside the destination" in message, message
     assert not (tmp_path / escape).exists()
-    member = tar_with_symlink(golden_bundle, tmp_path / "symlink.tar.gz")
+    member = faults.tar_with_symlink(golden_bundle, tmp_path / "symlink.tar.gz")
     assert f"member {member!r} is not a file or folder" in unpack_refusal(
         tmp_path / "symlink.tar.gz"
     )
@@ -106,7 +97,7 @@ def test_a_store_entry_that_is_a_symbolic_link_is_never_served(
     golden_bundle: Path, tmp_path: Path
 ) -> None:
     """A link in the store to a good bundle outside it: not listed, not loaded."""
-    outside = clone_bundle(golden_bundle, tmp_path / "elsewhere", "linked-in")
+    outside = faults.clone_bundle(golden_bundle, tmp_path / "elsewhere", "linked-in")
     store = tmp_path / "store"
     store.mkdir()
     (store / outside.name).symlink_to(outside)
@@ -150,11 +141,11 @@ def test_signatures_are_required_checked_and_cover_the_manifest(
 
     loosened = copy("loosened")
     sign_bundle(loosened, load_private_key(signer_private))
-    loosen_signed_parity(loosened)
+    faults.loosen_signed_parity(loosened)
     assert "bad signature" in refusal(loosened, signer_public)
 
     flipped = copy("flipped")
     sign_bundle(flipped, load_private_key(signer_private))
-    fragments = flip_weights_byte(flipped)
+    fragments = faults.flip_weights_byte(flipped)
     message = refusal(flipped, signer_public)
     assert all(fragment in message for fragment in fragments), message

@@ -16,16 +16,8 @@ from flask.testing import FlaskClient
 from edgecast.predictor.app import create_app
 from edgecast.predictor.config import PredictorConfig
 from edgecast.predictor.server import build_state, load_initial_model
-from edgecast_harness.bad_requests import (
-    ACCEPTED_AUTHORIZATIONS,
-    ADMIN_BAD_REQUESTS,
-    BAD_INPUTS,
-    BAD_ROUTES,
-    HOSTILE_INPUTS,
-    JSON,
-    hourly,
-    json_error,
-)
+from edgecast_harness import bad_requests
+from edgecast_harness.bad_requests import JSON, hourly, json_error
 from edgecast_harness.bad_requests import timestamps_body as with_timestamps
 from edgecast_harness.predictor import ADMIN_TOKEN
 
@@ -58,7 +50,7 @@ def assert_serves(client: FlaskClient, body: dict) -> dict:
     return answer
 
 
-@pytest.mark.parametrize(("make_request", "status", "fragments"), BAD_INPUTS)
+@pytest.mark.parametrize(("make_request", "status", "fragments"), bad_requests.BAD_INPUTS)
 def test_bad_input_is_a_4xx_json_error_naming_the_problem(
     client: FlaskClient, body: dict, make_request, status: int, fragments: tuple[str, ...]
 ) -> None:
@@ -67,7 +59,7 @@ def test_bad_input_is_a_4xx_json_error_naming_the_problem(
     assert_serves(client, body)
 
 
-@pytest.mark.parametrize("make_request", HOSTILE_INPUTS)
+@pytest.mark.parametrize("make_request", bad_requests.HOSTILE_INPUTS)
 def test_hostile_json_is_a_4xx_not_an_internal_error(
     client: FlaskClient, body: dict, make_request
 ) -> None:
@@ -77,7 +69,7 @@ def test_hostile_json_is_a_4xx_not_an_internal_error(
     assert_serves(client, body)
 
 
-@pytest.mark.parametrize(("method", "path", "status"), BAD_ROUTES)
+@pytest.mark.parametrize(("method", "path", "status"), bad_requests.BAD_ROUTES)
 def test_routes_outside_the_api_are_json_errors(
     client: FlaskClient, body: dict, method: str, path: str, status: int
 ) -> None:
@@ -87,7 +79,7 @@ def test_routes_outside_the_api_are_json_errors(
         assert response.headers["Allow"], response.headers
 
 
-@pytest.mark.parametrize(("make_request", "status", "fragments"), ADMIN_BAD_REQUESTS)
+@pytest.mark.parametrize(("make_request", "status", "fragments"), bad_requests.ADMIN_BAD_REQUESTS)
 def test_bad_admin_requests_are_400_naming_the_problem(
     admin_client: FlaskClient, golden_bundle: Path, make_request, status: int, fragments
 ) -> None:
@@ -98,7 +90,7 @@ def test_bad_admin_requests_are_400_naming_the_problem(
     assert "loads" not in error["error"]
 
 
-@pytest.mark.parametrize("authorization", ACCEPTED_AUTHORIZATIONS)
+@pytest.mark.parametrize("authorization", bad_requests.ACCEPTED_AUTHORIZATIONS)
 def test_the_bearer_scheme_is_case_insensitive(
     admin_client: FlaskClient, authorization: str
 ) -> None:
