@@ -38,7 +38,7 @@ from edgecast_harness.bundle_faults import (
 from edgecast_harness.bundles import TrainedStore
 from edgecast_harness.docker import base_image, docker_engine
 from edgecast_harness.paths import BIN, REPO
-from edgecast_harness.playbook import run_playbook
+from edgecast_harness.playbook import run_playbook, write_play
 
 # Debian base images (tests/infra/base-image.sh ARCH [FLAVOUR]) that conftest.py prepares
 # in the background while earlier tests run.
@@ -160,6 +160,12 @@ class Run:
     result: dict
     output: str
 
+    def assert_succeeded(self, **flags: bool) -> None:
+        """The task did not fail, and each of ``flags`` (changed, installed, ...) is as given."""
+        assert not self.result.get("failed"), self.result.get("msg")
+        for name, value in flags.items():
+            assert self.result[name] is value, (name, self.result)
+
     @property
     def archive_sent(self) -> bool:
         """Whether Ansible copied the bundle archive to the node (its PUT log line)."""
@@ -169,38 +175,32 @@ class Run:
         )
 
 
+def run_and_save(module: str, args: dict, saved: Path) -> list[dict]:
+    """The task under test, and a step that saves its result, failed or not, to ``saved`` on the
+    controller."""
+    return [
+        {"name": "Task under test", module: args, "register": "out", "ignore_errors": True},
+        {
+            "name": "Save the result",
+            "ansible.builtin.copy": {
+                "content": "{{ out | to_json }}",
+                "dest": str(saved),
+                "mode": "0600",
+            },
+            "delegate_to": "localhost",
+            "check_mode": False,
+        },
+    ]
+
+
 def play(node: Node, tmp_path: Path, module: str, args: dict, *extra: str) -> Run:
     """Runs one task on the node with ansible-playbook and returns its registered result."""
     saved = tmp_path / f"result-{uuid.uuid4().hex[:8]}.json"
-    playbook = tmp_path / f"play-{uuid.uuid4().hex[:8]}.yml"
-    playbook.write_text(
-        json.dumps(
-            [
-                {
-                    "name": "Call the task under test",
-                    "hosts": "node",
-                    "gather_facts": False,
-                    "tasks": [
-                        {
-                            "name": "Task under test",
-                            module: args,
-                            "register": "out",
-                            "ignore_errors": True,
-                        },
-                        {
-                            "name": "Save the result",
-                            "ansible.builtin.copy": {
-                                "content": "{{ out | to_json }}",
-                                "dest": str(saved),
-                                "mode": "0600",
-                            },
-                            "delegate_to": "localhost",
-                            "check_mode": False,
-                        },
-                    ],
-                }
-            ]
-        )
+    playbook = write_play(
+        tmp_path / f"play-{uuid.uuid4().hex[:8]}.yml",
+        "node",
+        run_and_save(module, args, saved),
+        name="Call the task under test",
     )
     started = time.monotonic()
     completed = run_playbook(
@@ -269,10 +269,7 @@ def test_first_transfer_installs_then_a_repeat_sends_nothing(
     bundle = bundles / trained_store.model_ids[0]
 
     first = transfer_to(node, tmp_path, bundle)
-    assert not first.result.get("failed"), first.result.get("msg")
-    assert first.result["changed"] is True
-    assert first.result["transferred"] is True
-    assert first.result["installed"] is True
+    first.assert_succeeded(changed=True, transferred=True, installed=True)
     assert first.archive_sent
     assert first.result["model_id"] == bundle.name
     assert first.result["path"] == f"{STORE}/{bundle.name}"
@@ -284,9 +281,7 @@ def test_first_transfer_installs_then_a_repeat_sends_nothing(
 
     before = node.snapshot()
     again = transfer_to(node, tmp_path, bundle)
-    assert not again.result.get("failed"), again.result.get("msg")
-    assert again.result["changed"] is False
-    assert again.result["transferred"] is False
+    again.assert_succeeded(changed=False, transferred=False)
     assert not again.archive_sent
     assert "nothing transferred" in again.result["msg"]
     assert node.snapshot() == before
@@ -297,8 +292,7 @@ def test_a_tar_bundle_is_sent_as_it_is(node, bundles, trained_store, tmp_path):
     archive = pack_bundle(bundle, tmp_path / "bundle.tar.gz")
 
     run = transfer_to(node, tmp_path, archive)
-    assert not run.result.get("failed"), run.result.get("msg")
-    assert run.result["installed"] is True
+    run.assert_succeeded(installed=True)
     assert any(f"PUT {archive} TO" in line for line in run.output.splitlines())
     assert_installed(node, tmp_path, bundle)
 
@@ -333,8 +327,7 @@ def test_signatures_are_required_when_a_public_key_is_given(node, bundles, train
     assert node.sh(f"ls -A {STORE}", check=False).returncode != 0  # the store was not even made
 
     accepted = transfer_to(node, tmp_path, signed, public_key=str(public))
-    assert not accepted.result.get("failed"), accepted.result.get("msg")
-    assert accepted.result["signed"] is True
+    accepted.assert_succeeded(signed=True)
     assert_installed(node, tmp_path, signed, public)
 
 
@@ -363,10 +356,7 @@ def test_a_bundle_damaged_on_the_node_is_reinstalled(
         node.sh(f"rm {folder}/scaling.json")
 
     run = transfer_to(node, tmp_path, bundle)
-    assert not run.result.get("failed"), run.result.get("msg")
-    assert run.result["changed"] is True
-    assert run.result["installed"] is True
-    assert run.result["replaced"] is True
+    run.assert_succeeded(changed=True, installed=True, replaced=True)
     assert run.archive_sent
     assert reason in run.result["msg"], run.result["msg"]
     assert_installed(node, tmp_path, bundle)
@@ -387,16 +377,14 @@ def test_keep_prunes_the_oldest_but_never_protected_ones(node, bundles, trained_
         node.put(dated[model_id], f"{STORE}/{model_id}")
 
     newest = transfer_to(node, tmp_path, dated[ids[4]], keep=3, protect=[ids[0]])
-    assert not newest.result.get("failed"), newest.result.get("msg")
+    newest.assert_succeeded()
     # Kept: the new one, the 2 newest others, and the protected oldest one.
     assert newest.result["removed"] == [ids[1]]
     assert node.entries() == [ids[0], ids[2], ids[3], ids[4]]
 
     # A re-sent old bundle counts as the one installed: it stays, the newest other stays.
     again = transfer_to(node, tmp_path, dated[ids[0]], keep=2)
-    assert not again.result.get("failed"), again.result.get("msg")
-    assert again.result["changed"] is True
-    assert again.result["transferred"] is False  # already intact there: pruning only
+    again.assert_succeeded(changed=True, transferred=False)  # already intact there: pruning only
     assert again.result["removed"] == [ids[2], ids[3]]
     assert node.entries() == [ids[0], ids[4]]
     copy = node.copy_store(tmp_path / "after")
@@ -416,10 +404,7 @@ def test_check_mode_reports_and_changes_nothing(node, bundles, trained_store, tm
     before = node.snapshot()
 
     checked = transfer_to(node, tmp_path, source, "--check", keep=2)
-    assert not checked.result.get("failed"), checked.result.get("msg")
-    assert checked.result["changed"] is True
-    assert checked.result["installed"] is True
-    assert checked.result["transferred"] is False
+    checked.assert_succeeded(changed=True, installed=True, transferred=False)
     assert checked.result["removed"] == ["sbn-old-1"]
     assert checked.result["cleaned"] == [".staging-sbn-old-3-x1y2z3"]
     assert "would be installed" in checked.result["msg"]
@@ -465,31 +450,19 @@ def test_the_role_brings_the_cloud_hosts_bundle_into_the_node_store(
         )
     )
     fetched = tmp_path / "fetched"
-    playbook = tmp_path / "role.yml"
-    playbook.write_text(
-        json.dumps(
-            [
-                {
-                    "name": "The role's bundle steps",
-                    "hosts": "edge",
-                    "gather_facts": False,
-                    "vars": {
-                        "predictor_deploy_store": STORE,
-                        "predictor_deploy_fetch_dir": str(fetched),
-                    },
-                    "tasks": [
-                        {
-                            "name": f"Role tasks {tasks}",
-                            "ansible.builtin.include_role": {
-                                "name": "predictor_deploy",
-                                "tasks_from": tasks,
-                            },
-                        }
-                        for tasks in ("source.yml", "store.yml")
-                    ],
-                }
-            ]
-        )
+    role_tasks = [
+        {
+            "name": f"Role tasks {tasks}",
+            "ansible.builtin.include_role": {"name": "predictor_deploy", "tasks_from": tasks},
+        }
+        for tasks in ("source.yml", "store.yml")
+    ]
+    playbook = write_play(
+        tmp_path / "role.yml",
+        "edge",
+        role_tasks,
+        name="The role's bundle steps",
+        vars={"predictor_deploy_store": STORE, "predictor_deploy_fetch_dir": str(fetched)},
     )
     first = run_playbook(playbook, "-i", str(inventory), timeout=600)
     assert first.changed("edge-01") >= 1, first.tail()
@@ -573,34 +546,11 @@ def test_a_run_killed_mid_transfer_leaves_nothing_visible(node, bundles, trained
     writer = f"exec 3>{fifo}; head -c {half} /tmp/bundle.tar >&3; exec sleep 600"
     subprocess.run(["docker", "exec", "-d", node.name, "sh", "-c", writer], check=True)
     saved = tmp_path / "killed.json"
-    playbook = tmp_path / "killed.yml"
-    playbook.write_text(
-        json.dumps(
-            [
-                {
-                    "name": "Install from a pipe",
-                    "hosts": "node",
-                    "gather_facts": False,
-                    "tasks": [
-                        {
-                            "name": "Install",
-                            "edgecast_bundle_store": store_args(bundle, fifo),
-                            "register": "out",
-                            "ignore_errors": True,
-                        },
-                        {
-                            "name": "Save",
-                            "ansible.builtin.copy": {
-                                "content": "{{ out | to_json }}",
-                                "dest": str(saved),
-                                "mode": "0600",
-                            },
-                            "delegate_to": "localhost",
-                        },
-                    ],
-                }
-            ]
-        )
+    playbook = write_play(
+        tmp_path / "killed.yml",
+        "node",
+        run_and_save("edgecast_bundle_store", store_args(bundle, fifo), saved),
+        name="Install from a pipe",
     )
     running = subprocess.Popen(
         [str(BIN / "ansible-playbook"), "-i", str(node.inventory), str(playbook)],
@@ -646,7 +596,7 @@ def test_a_run_killed_mid_transfer_leaves_nothing_visible(node, bundles, trained
 
     # The next run removes it and installs the bundle.
     run = transfer_to(node, tmp_path, bundle)
-    assert not run.result.get("failed"), run.result.get("msg")
+    run.assert_succeeded()
     assert run.result["cleaned"] == [staged]
     assert node.entries() == [bundle.name]
     assert_installed(node, tmp_path, bundle)
@@ -673,7 +623,7 @@ def test_leftovers_of_interrupted_runs_are_invisible_and_cleaned(
     assert ModelStore(copy).model_ids() == []
 
     run = transfer_to(node, tmp_path, bundle)
-    assert not run.result.get("failed"), run.result.get("msg")
+    run.assert_succeeded()
     assert sorted(run.result["cleaned"]) == sorted([staging.name, f".replaced-{other.name}-dead02"])
     assert node.entries() == [bundle.name]
     assert_installed(node, tmp_path, bundle)

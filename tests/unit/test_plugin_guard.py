@@ -9,7 +9,6 @@ the edgecast package hidden from the controller's Python.
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 from pathlib import Path
 
@@ -18,7 +17,12 @@ from ansible.errors import AnsibleActionFail
 
 import edgecast.rollout.transfer
 from edgecast_harness.paths import REPO
-from edgecast_harness.playbook import playbook_python, run_playbook, without_edgecast
+from edgecast_harness.playbook import (
+    playbook_python,
+    run_playbook,
+    without_edgecast,
+    write_play,
+)
 from edgecast_harness.ports import free_port
 
 _spec = importlib.util.spec_from_file_location(
@@ -104,8 +108,7 @@ def run_plugins(tmp_path: Path, **env: str) -> dict[str, str]:
     lookups.mkdir()
     (lookups / "edgecast_guarded.py").write_text(GUARDED_LOOKUP)
     tasks = [{**task, "ignore_errors": True} for task in plugin_tasks(free_port())]
-    playbook = tmp_path / "plugins.yml"
-    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
+    playbook = write_play(tmp_path / "plugins.yml", "localhost", tasks)
     env = {"ANSIBLE_LOOKUP_PLUGINS": str(lookups), **env}
     run = run_playbook(playbook, "-i", "localhost,", "-c", "local", env=env, timeout=300)
     return {task["name"]: next(run.results(task["name"]))["msg"] for task in tasks}

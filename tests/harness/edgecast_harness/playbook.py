@@ -8,6 +8,7 @@ output for messages a test looks for.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -131,6 +132,15 @@ def run_playbook(
     if check:
         run.assert_ok()
     return run
+
+
+def write_play(path: Path, hosts: str, tasks: list[dict[str, Any]], **keywords: Any) -> Path:
+    """Writes a playbook of one play of ``tasks`` on ``hosts``, without gathering facts, and
+    returns its path; ``keywords`` are more of the play's (``name``, ``vars``). It is written as
+    JSON, which Ansible reads as the YAML it is."""
+    play = {"hosts": hosts, "gather_facts": False, **keywords, "tasks": tasks}
+    path.write_text(json.dumps([play]))
+    return path
 
 
 def without_edgecast(directory: Path) -> dict[str, str]:
