@@ -4,9 +4,10 @@
 ansible-core 2.19 needs Python 3.8 or later on every host it manages. A Debian 12 container
 without any Python gets Debian's python3; an Ubuntu 18.04 container (JetPack 4's userland, whose
 own Python is 3.6, from Ubuntu's archive) with JetPack 4's universe and bionic-updates sources gets
-python3.8; facts are then gathered on both with the chosen interpreter. An Ubuntu 18.04 container
-whose archive has no python3.8 is stopped with the fix and left without one. A second run and a
-checked run change nothing.
+python3.8; facts are then gathered on both with the chosen interpreter, and on the JetPack 4
+stand-in a model bundle goes into a store through the node-side store module on python3.8. An
+Ubuntu 18.04 container whose archive has no python3.8 is stopped with the fix and left without
+one. A second run and a checked run change nothing.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def test_facts_work_and_a_host_without_python_3_8_is_stopped_with_the_fix(output
     # verify.yml asserts the interpreter, the facts and the untouched refused host; its recap
     # has no failure, and the refusal it read back is in the log.
     assert set(recap_counts(verify, "failed")) == {0}, verify[-3000:]
+    assert "changed: [edgecast-molecule-bootstrap-jetpack4] => (item=first)" in verify
     for phrase in (
         "edgecast-molecule-bootstrap-bionic-main (ubuntu 18.04) has no Python 3.8 or later",
         "found: /usr/bin/python3 3.6)",
