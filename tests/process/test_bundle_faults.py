@@ -32,6 +32,7 @@ from edgecast_harness.bundle_faults import (
     MALFORMED_FAULTS,
     ArchiveFault,
     Fault,
+    by_name,
     clone_bundle,
     flip_weights_byte,
     loosen_signed_parity,
@@ -202,12 +203,11 @@ def test_packed_good_bundle_verifies(trained_store: TrainedStore, tmp_path: Path
 # --- faults in a bundle directory -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fault", [pytest.param(f, id=f.name) for f in DIRECTORY_FAULTS])
+@pytest.mark.parametrize("fault", by_name(DIRECTORY_FAULTS))
 def test_faulty_bundle_is_refused_and_old_model_keeps_serving(
     fault: Fault, trained_store: TrainedStore, serving: Serving, body: dict, tmp_path: Path
 ) -> None:
-    bundle = clone_bundle(good_bundle(trained_store), tmp_path, f"faulty-{fault.name}")
-    fragments = fault.inject(bundle)
+    bundle, fragments = fault.injected_copy(good_bundle(trained_store), tmp_path, "faulty")
     verify_refuses(bundle, fragments)
     predictor_refuses(serving, bundle, fragments, body)
 
@@ -348,13 +348,12 @@ def test_store_folder_whose_manifest_names_another_model_is_refused(
 # --- malformed content behind valid digests: refused, never a crash ---------------------------
 
 
-@pytest.mark.parametrize("fault", [pytest.param(f, id=f.name) for f in MALFORMED_FAULTS])
+@pytest.mark.parametrize("fault", by_name(MALFORMED_FAULTS))
 def test_malformed_file_with_valid_digests_is_refused_not_crashed(
     fault: Fault, trained_store: TrainedStore, serving: Serving, body: dict, tmp_path: Path
 ) -> None:
     """A broken file that a cloud build hashed as it was must be a refusal, not a traceback."""
-    bundle = clone_bundle(good_bundle(trained_store), tmp_path, f"malformed-{fault.name}")
-    fragments = fault.inject(bundle)
+    bundle, fragments = fault.injected_copy(good_bundle(trained_store), tmp_path, "malformed")
     cli = edgecast("verify", str(bundle), check=False)
     shutil.copytree(bundle, serving.store / bundle.name)
     swap = serving.predictor.admin(SWAP, {"model_id": bundle.name})
@@ -437,12 +436,11 @@ def hostile(
     predictor.stop()
 
 
-@pytest.mark.parametrize("fault", [pytest.param(f, id=f.name) for f in HOSTILE_FAULTS])
+@pytest.mark.parametrize("fault", by_name(HOSTILE_FAULTS))
 def test_hostile_bundle_is_refused_and_old_model_keeps_serving(
     fault: Fault, golden_bundle: Path, hostile: Hostile, body: dict, tmp_path: Path
 ) -> None:
-    bundle = clone_bundle(golden_bundle, tmp_path, f"hostile-{fault.name}")
-    fragments = fault.inject(bundle)
+    bundle, fragments = fault.injected_copy(golden_bundle, tmp_path, "hostile")
     verify_refuses(bundle, fragments)
     predictor_refuses(hostile.serving, bundle, fragments, body)
     hostile.refused.add(fault.name)
@@ -470,8 +468,7 @@ def test_hostile_bundles_leave_the_predictor_s_peak_memory_as_it_was(
     here that a selection left out above), where reading them whole would cost gigabytes."""
     for fault in HOSTILE_FAULTS:
         if fault.name not in hostile.refused:
-            bundle = clone_bundle(golden_bundle, tmp_path, f"hostile-{fault.name}")
-            fault.inject(bundle)
+            bundle, _ = fault.injected_copy(golden_bundle, tmp_path, "hostile")
             bundle.rename(hostile.serving.store / bundle.name)
             response = hostile.serving.predictor.admin(SWAP, {"model_id": bundle.name})
             assert response.status_code == 422, (fault.name, response.text)
@@ -486,7 +483,7 @@ def test_hostile_bundles_leave_the_predictor_s_peak_memory_as_it_was(
     )
 
 
-@pytest.mark.parametrize("fault", [pytest.param(f, id=f.name) for f in ARCHIVE_FAULTS])
+@pytest.mark.parametrize("fault", by_name(ARCHIVE_FAULTS))
 def test_hostile_archive_is_refused_by_verify_leaving_nothing_behind(
     fault: ArchiveFault, golden_bundle: Path, tmp_path: Path
 ) -> None:

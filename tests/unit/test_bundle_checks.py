@@ -22,9 +22,6 @@ from edgecast.store import ModelStore
 from edgecast_harness import bundle_faults as faults
 from edgecast_harness.bundle_faults import ArchiveFault, Fault, refusal_problems
 
-# The faults of a bundle folder, each table of which the process tier tests on its own.
-FOLDER_FAULTS = faults.DIRECTORY_FAULTS + faults.MALFORMED_FAULTS + faults.HOSTILE_FAULTS
-
 
 def refusal(bundle: Path, public_key: Path | None = None, limit: ParityLimit | None = None) -> str:
     """The message the predictor would refuse ``bundle`` with."""
@@ -58,7 +55,7 @@ def test_the_golden_bundle_passes_every_check(golden_copy: Path) -> None:
 
 @pytest.mark.parametrize(
     "fault",
-    [pytest.param(f, id=f.name) for f in FOLDER_FAULTS],
+    faults.by_name(faults.DIRECTORY_FAULTS, faults.MALFORMED_FAULTS, faults.HOSTILE_FAULTS),
 )
 def test_a_faulty_bundle_is_refused_naming_the_fault(fault: Fault, golden_copy: Path) -> None:
     # The fault table names the keras runtime of the process tier's predictor; this is litert.
@@ -69,7 +66,7 @@ def test_a_faulty_bundle_is_refused_naming_the_fault(fault: Fault, golden_copy: 
     assert time.perf_counter() - started < 5, "a refusal costs no more than a good bundle"
 
 
-@pytest.mark.parametrize("fault", [pytest.param(f, id=f.name) for f in faults.ARCHIVE_FAULTS])
+@pytest.mark.parametrize("fault", faults.by_name(faults.ARCHIVE_FAULTS))
 def test_a_hostile_archive_is_refused_before_it_is_extracted(
     fault: ArchiveFault, golden_bundle: Path, tmp_path: Path
 ) -> None:

@@ -24,12 +24,13 @@ import struct
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 MANIFEST = "manifest.json"
 ARCHITECTURE = "architecture.json"
@@ -54,11 +55,22 @@ class Fault:
     name: str
     inject: Inject
 
+    def injected_copy(self, source: Path, parent: Path, prefix: str) -> tuple[Path, list[str]]:
+        """A clone of ``source`` under ``parent``, named ``<prefix>-<name>``, with this fault
+        injected; and what the refusal must mention."""
+        bundle = clone_bundle(source, parent, f"{prefix}-{self.name}")
+        return bundle, self.inject(bundle)
+
 
 @dataclass(frozen=True)
 class ArchiveFault:
     name: str
     build: Build
+
+
+def by_name(*tables: Sequence[Fault | ArchiveFault]) -> list[pytest.ParameterSet]:
+    """The faults of ``tables`` as pytest parameters, each with its name as its id."""
+    return [pytest.param(fault, id=fault.name) for table in tables for fault in table]
 
 
 def refusal_problems(message: str, fragments: list[str]) -> list[str]:
