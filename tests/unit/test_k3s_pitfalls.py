@@ -152,6 +152,7 @@ NODE_NAME_DEFAULTS = {
     "k3s": "k3s_node_name",
     "edge_os": "edge_os_hostname",
     "predictor_deploy": "predictor_deploy_node_name",
+    "model_rollout": "model_rollout_node_name",
 }
 
 
