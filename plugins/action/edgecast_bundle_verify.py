@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from ansible import constants as C
-from ansible.plugins.action import ActionBase
 from ansible.plugins.loader import PluginLoader
 
 # Shared with the other edgecast plugins: see plugins/module_utils/edgecast_plugin.py.
@@ -46,13 +45,10 @@ summary:
 """
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = False
+class ActionModule(EdgecastPlugin.ControllerAction):
+    argument_spec = EdgecastPlugin.bundle_arguments()
 
-    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
-        result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=EdgecastPlugin.bundle_arguments())
+    def act(self, args: dict[str, Any]) -> dict[str, Any]:
         bundles = EdgecastPlugin.require("edgecast_bundle_verify", "edgecast.bundle")
         signing = EdgecastPlugin.require("edgecast_bundle_verify", "edgecast.signing")
 
@@ -60,12 +56,10 @@ class ActionModule(ActionBase):
             key = signing.load_public_key(Path(args["public_key"])) if args["public_key"] else None
             bundle = bundles.load_bundle(Path(args["bundle"]), key)
         except (bundles.BundleError, OSError, ValueError) as exc:
-            result.update(failed=True, msg=f"bundle refused: {exc}")
-            return result
-        result.update(
-            changed=False,
-            model_id=bundle.model_id,
-            summary=bundle.summary(),
-            msg=f"{bundle.model_id}: digests{' and signature' if key else ''} verified",
-        )
-        return result
+            return {"failed": True, "msg": f"bundle refused: {exc}"}
+        return {
+            "changed": False,
+            "model_id": bundle.model_id,
+            "summary": bundle.summary(),
+            "msg": f"{bundle.model_id}: digests{' and signature' if key else ''} verified",
+        }

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from ansible import constants as C
-from ansible.plugins.action import ActionBase
 from ansible.plugins.loader import PluginLoader
 
 # Shared with the other edgecast plugins: see plugins/module_utils/edgecast_plugin.py.
@@ -61,50 +60,43 @@ phases:
   returned: always
 """
 
+ARGUMENT_SPEC: dict[str, Any] = {
+    "url": {"type": "str", "required": True},
+    "token": {"type": "str", "no_log": True},
+    "model_id": {"type": "str"},
+    "query": {"type": "bool", "default": False},
+    "timeout": {"type": "float", "default": 120.0},
+}
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = False
 
-    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
-        result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(
-            argument_spec={
-                "url": {"type": "str", "required": True},
-                "token": {"type": "str", "no_log": True},
-                "model_id": {"type": "str"},
-                "query": {"type": "bool", "default": False},
-                "timeout": {"type": "float", "default": 120.0},
-            }
-        )
+class ActionModule(EdgecastPlugin.ControllerAction):
+    argument_spec = ARGUMENT_SPEC
+
+    def act(self, args: dict[str, Any]) -> dict[str, Any]:
         hotswap = EdgecastPlugin.require("edgecast_hot_swap", "edgecast.rollout.hotswap")
         url = args["url"].rstrip("/")
         if not (args["query"] or args["token"]):
-            result.update(failed=True, msg="token is required to switch models")
-            return result
+            return {"failed": True, "msg": "token is required to switch models"}
         try:
             if args["query"] or self._task.check_mode:
                 plan = hotswap.plan_swap(url, args["model_id"])
-                result.update(self._query(plan) if args["query"] else self._plan(plan))
-                return result
+                return self._query(plan) if args["query"] else self._plan(plan)
             swapped = hotswap.hot_swap(
                 url, args["token"], args["model_id"], timeout=args["timeout"]
             )
         except hotswap.HotSwapError as exc:
-            result.update(failed=True, msg=str(exc))
-            return result
-        result.update(
-            changed=swapped.changed,
-            model_id=swapped.model_id,
-            previous_model_id=swapped.previous_model_id,
-            phases={name: round(value, 3) for name, value in swapped.phases.items()},
-            msg=(
+            return {"failed": True, "msg": str(exc)}
+        return {
+            "changed": swapped.changed,
+            "model_id": swapped.model_id,
+            "previous_model_id": swapped.previous_model_id,
+            "phases": {name: round(value, 3) for name, value in swapped.phases.items()},
+            "msg": (
                 f"serving {swapped.model_id} (was {swapped.previous_model_id})"
                 if swapped.changed
                 else f"already serving {swapped.model_id}"
             ),
-        )
-        return result
+        }
 
     @staticmethod
     def _query(plan: Any) -> dict[str, Any]:

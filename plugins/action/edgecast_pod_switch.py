@@ -7,12 +7,10 @@ of the pod it runs in). The account needs only the predictor namespace's rollout
 
 from __future__ import annotations
 
-import contextlib
 import json
 from typing import Any
 
 from ansible import constants as C
-from ansible.plugins.action import ActionBase
 from ansible.plugins.loader import PluginLoader
 
 # Shared with the other edgecast plugins: see plugins/module_utils/edgecast_plugin.py.
@@ -20,11 +18,8 @@ EdgecastPlugin = PluginLoader(
     "EdgecastPlugin", "ansible.module_utils", C.DEFAULT_MODULE_UTILS_PATH, "module_utils"
 ).get("edgecast_plugin", class_only=True)
 
-# Ansible's strategy loads this class in its main process before it forks a worker for each
-# task, so importing the Kubernetes client here makes every later worker inherit it instead of
-# importing it again. Without the package the task itself fails with the guard's message.
-with contextlib.suppress(ImportError):
-    import edgecast.deploy.podswitch  # noqa: F401
+# The Kubernetes client, imported once for the workers of every later task.
+EdgecastPlugin.preload("edgecast.deploy.podswitch")
 
 DOCUMENTATION = r"""
 module: edgecast_pod_switch
@@ -171,8 +166,7 @@ reverted:
 """
 
 ARGUMENT_SPEC: dict[str, Any] = {
-    "kubeconfig": {"type": "path"},
-    "context": {"type": "str"},
+    **EdgecastPlugin.kube_arguments(),
     "namespace": {"type": "str"},
     "spec": {"type": "dict", "required": True},
     "state": {"type": "dict"},
@@ -195,13 +189,10 @@ ARGUMENT_SPEC: dict[str, Any] = {
 PLUGIN = "edgecast_pod_switch"
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = False
+class ActionModule(EdgecastPlugin.ControllerAction):
+    argument_spec = ARGUMENT_SPEC
 
-    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
-        result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+    def act(self, args: dict[str, Any]) -> dict[str, Any]:
         kube = EdgecastPlugin.require(PLUGIN, "edgecast.deploy.kube", extra="deploy")
         manifests = EdgecastPlugin.require(PLUGIN, "edgecast.deploy.manifests", extra="deploy")
         nodestate = EdgecastPlugin.require(PLUGIN, "edgecast.deploy.nodestate", extra="deploy")
@@ -210,11 +201,10 @@ class ActionModule(ActionBase):
         raw = json.loads(json.dumps(args["spec"]))
         namespace = args["namespace"]
         if namespace and raw.get("namespace", namespace) != namespace:
-            result.update(
-                failed=True,
-                msg=f"namespace {namespace!r} and spec.namespace {raw['namespace']!r} differ",
-            )
-            return result
+            return {
+                "failed": True,
+                "msg": f"namespace {namespace!r} and spec.namespace {raw['namespace']!r} differ",
+            }
         if namespace:
             raw["namespace"] = namespace
         try:
@@ -225,25 +215,22 @@ class ActionModule(ActionBase):
                 state = nodestate.NodeState.from_record(json.loads(json.dumps(args["state"])))
                 state.check_of(spec.node, spec.namespace)
         except (TypeError, ValueError) as exc:
-            result.update(failed=True, msg=f"{PLUGIN}: bad spec or state: {exc}")
-            return result
+            return {"failed": True, "msg": f"{PLUGIN}: bad spec or state: {exc}"}
         try:
             apis = kube.connect(args["kubeconfig"], args["context"])
         except kube.KubeConfigError as exc:
-            result.update(failed=True, msg=str(exc))
-            return result
+            return {"failed": True, "msg": str(exc)}
         try:
             if self._task.check_mode:
-                result.update(self._plan(apis, spec, state, args["in_place"]))
-            else:
-                result.update(self._switch(apis, spec, state, args))
+                return self._plan(apis, spec, state, args["in_place"])
+            return self._switch(apis, spec, state, args)
         except kube.API_ERRORS as exc:
-            result.update(
-                failed=True, msg=f"reading the predictor objects failed: {kube.api_reason(exc)}"
-            )
+            return {
+                "failed": True,
+                "msg": f"reading the predictor objects failed: {kube.api_reason(exc)}",
+            }
         finally:
             apis.close()
-        return result
 
     @staticmethod
     def _plan(apis: Any, spec: Any, state: Any, in_place: bool) -> dict[str, Any]:

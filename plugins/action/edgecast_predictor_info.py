@@ -9,12 +9,10 @@ or not.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict
 from typing import Any
 
 from ansible import constants as C
-from ansible.plugins.action import ActionBase
 from ansible.plugins.loader import PluginLoader
 
 # Shared with the other edgecast plugins: see plugins/module_utils/edgecast_plugin.py.
@@ -22,12 +20,8 @@ EdgecastPlugin = PluginLoader(
     "EdgecastPlugin", "ansible.module_utils", C.DEFAULT_MODULE_UTILS_PATH, "module_utils"
 ).get("edgecast_plugin", class_only=True)
 
-# Ansible's strategy loads this class in its main process before it forks a worker for each
-# task, so importing the Kubernetes client here makes every later worker (this task's and
-# edgecast_pod_switch's) inherit it instead of importing it again. Without the package the
-# task itself fails with the guard's message.
-with contextlib.suppress(ImportError):
-    import edgecast.deploy.deployments  # noqa: F401
+# The Kubernetes client, imported once for the workers of this task and edgecast_pod_switch's.
+EdgecastPlugin.preload("edgecast.deploy.deployments")
 
 DOCUMENTATION = r"""
 module: edgecast_predictor_info
@@ -128,8 +122,7 @@ state:
 """
 
 ARGUMENT_SPEC: dict[str, Any] = {
-    "kubeconfig": {"type": "path"},
-    "context": {"type": "str"},
+    **EdgecastPlugin.kube_arguments(),
     "namespace": {"type": "str", "default": "edgecast"},
     "node": {"type": "str", "required": True},
     "wait": {"type": "bool", "default": False},
@@ -139,13 +132,10 @@ ARGUMENT_SPEC: dict[str, Any] = {
 REQUEST_TIMEOUT = 30.0
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = False
+class ActionModule(EdgecastPlugin.ControllerAction):
+    argument_spec = ARGUMENT_SPEC
 
-    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
-        result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+    def act(self, args: dict[str, Any]) -> dict[str, Any]:
         plugin = "edgecast_predictor_info"
         kube = EdgecastPlugin.require(plugin, "edgecast.deploy.kube", extra="deploy")
         nodestate = EdgecastPlugin.require(plugin, "edgecast.deploy.nodestate", extra="deploy")
@@ -153,8 +143,7 @@ class ActionModule(ActionBase):
         try:
             apis = kube.connect(args["kubeconfig"], args["context"])
         except kube.KubeConfigError as exc:
-            result.update(failed=True, msg=str(exc))
-            return result
+            return {"failed": True, "msg": str(exc)}
         namespaced = kube.NamespacedApi(apis, args["namespace"], REQUEST_TIMEOUT)
         try:
             state = nodestate.read_node_state(namespaced, args["node"])
@@ -162,32 +151,30 @@ class ActionModule(ActionBase):
                 deployments.wait_serving_available(namespaced, state, args["wait_timeout"])
                 state = nodestate.read_node_state(namespaced, args["node"])
         except kube.CheckFailed as exc:
-            result.update(failed=True, msg=str(exc))
-            return result
+            return {"failed": True, "msg": str(exc)}
         except kube.API_ERRORS as exc:
-            result.update(
-                failed=True,
-                msg=f"reading the predictor of node {args['node']} in namespace "
+            return {
+                "failed": True,
+                "msg": f"reading the predictor of node {args['node']} in namespace "
                 f"{args['namespace']} failed: {kube.api_reason(exc)}",
-            )
-            return result
+            }
         finally:
             apis.close()
         info = nodestate.predictor_info(state)
-        result.update(
-            changed=False,
-            node=info.node,
-            namespace=info.namespace,
-            service=info.service,
-            model_id=info.model_id,
-            previous_model_id=info.previous_model_id,
-            deployment=info.deployment,
-            available=info.available,
-            spec=asdict(info.spec) if info.spec is not None else None,
-            models_in_use=list(info.models_in_use),
-            state=state.record(),
-            msg=info.summary,
-        )
+        result = {
+            "changed": False,
+            "node": info.node,
+            "namespace": info.namespace,
+            "service": info.service,
+            "model_id": info.model_id,
+            "previous_model_id": info.previous_model_id,
+            "deployment": info.deployment,
+            "available": info.available,
+            "spec": asdict(info.spec) if info.spec is not None else None,
+            "models_in_use": list(info.models_in_use),
+            "state": state.record(),
+            "msg": info.summary,
+        }
         if info.spec_problem:
             result["warnings"] = [info.spec_problem]
         return result

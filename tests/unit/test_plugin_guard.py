@@ -57,6 +57,10 @@ def test_each_plugin_gets_its_own_argument_definitions():
     }
     first["bundle"]["required"] = False
     assert second["bundle"]["required"] is True
+    kube = EdgecastPlugin.kube_arguments()
+    assert kube == {"kubeconfig": {"type": "path"}, "context": {"type": "str"}}
+    kube["context"]["required"] = True
+    assert "required" not in EdgecastPlugin.kube_arguments()["context"]
 
 
 # A lookup plugin that takes the guard up as plugins/module_utils/edgecast_plugin.py says.
