@@ -48,10 +48,11 @@ class TrainOptions:
 
 @dataclass(frozen=True)
 class TrainResult:
+    """Where the bundle was written (its folder is named by the model_id, and its manifest holds
+    the rest) and the held-out accuracy to report."""
+
     bundle_path: Path
-    model_id: str
     metrics: dict[str, dict[str, float]]
-    epochs_run: int
 
 
 def _period(samples: Samples) -> dict[str, str]:
@@ -205,7 +206,7 @@ def train(options: TrainOptions, log: Callable[[str], object] = print) -> TrainR
     bundle = load_bundle(path, public_key)
     for runtime in ("keras", "litert") if litert_model else ("keras",):
         load_forecaster(bundle, runtime)
-    return TrainResult(path, model_id, metrics, epochs_run)
+    return TrainResult(path, metrics)
 
 
 def format_metrics(building: str, metrics: dict[str, dict[str, float]]) -> str:
