@@ -99,27 +99,41 @@ def load_initial_model(state: PredictorState) -> None:
     )
 
 
-# Linux's SO_ATTACH_FILTER and a classic BPF program of one instruction, "ret #0": every
-# packet the socket is given is dropped.
+# Linux's SO_ATTACH_FILTER and a classic BPF program that drops a TCP segment carrying SYN
+# without ACK (a new connection's first packet) and passes every other one. A listener's
+# filter sees the TCP header at offset 0; byte 13 holds the flags (SYN 0x02, ACK 0x10).
 _SO_ATTACH_FILTER = 26
-_DROP_ALL = struct.pack("HBBI", 0x06, 0, 0, 0)
+_DROP_NEW_SYNS = b"".join(
+    struct.pack("HBBI", code, jump_true, jump_false, k)
+    for code, jump_true, jump_false, k in (
+        (0x30, 0, 0, 13),  # ldb [13]: the flags
+        (0x54, 0, 0, 0x12),  # and #(SYN|ACK)
+        (0x15, 0, 1, 0x02),  # jeq #SYN: a bare SYN drops, anything else passes
+        (0x06, 0, 0, 0),  # ret #0: drop
+        (0x06, 0, 0, 0xFFFFFFFF),  # ret #-1: the whole segment
+    )
+)
+# After new SYNs stop, handshakes already answered with SYN-ACK may still complete: their
+# last ACK passes the filter and lands in the accept queue. This long (far above a loopback
+# or LAN round trip) they are given before the listener closes.
+HANDSHAKE_SETTLE_S = 0.25
 
 
 def refuse_new_handshakes(listener: socket.socket) -> bool:
-    """Stops a listening socket from completing handshakes; the ones already queued stay.
+    """Stops a listening socket from starting handshakes; the ones under way still complete.
 
     Closing a listener resets the connections the kernel completed but nobody accepted yet,
-    and a client that connected an instant before the close sees its request reset. With a
-    drop-all socket filter on the listener, new SYNs and the last ACK of half-open handshakes
-    are dropped instead (the kernel filters packets for a listener, and children cloned
-    earlier do not inherit the filter), so the accept queue can only shrink: accept what it
-    holds, then close. Those clients retransmit their SYN after a second and are refused.
-    Linux only; elsewhere (False) the close happens as before.
+    and the half-open ones: a client whose last ACK got there, or is on its way, has sent its
+    request into a connection that is then reset. With a filter on the listener that drops
+    bare SYNs only, no handshake starts, those under way complete into the accept queue, and
+    the queue only shrinks once they did: accept what it holds, then close. The clients whose
+    SYN was dropped retransmit it after a second and are refused. Linux only; elsewhere
+    (False) the close happens as before.
     """
     if not sys.platform.startswith("linux"):
         return False
-    program = ctypes.create_string_buffer(_DROP_ALL, len(_DROP_ALL))
-    fprog = struct.pack("HL", 1, ctypes.addressof(program))  # struct sock_fprog
+    program = ctypes.create_string_buffer(_DROP_NEW_SYNS, len(_DROP_NEW_SYNS))
+    fprog = struct.pack("HL", len(_DROP_NEW_SYNS) // 8, ctypes.addressof(program))
     try:
         listener.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
     except OSError as exc:
@@ -146,6 +160,7 @@ class GracefulShutdown:
         self.tracker = tracker
         self.signalled_at: float | None = None
         self.drain_deadline: float | None = None
+        self.handshakes_settled_at: float | None = None
         self.listening = True
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
@@ -167,12 +182,15 @@ class GracefulShutdown:
                 return False
             self.drain_deadline = now + self.state.config.drain_timeout_s
             # Closing a listener resets the connections the kernel completed but nobody
-            # accepted yet: stop new handshakes, accept what is queued, then close.
+            # accepted yet: stop new handshakes, let those under way complete, accept what
+            # is queued, then close.
             refuse_new_handshakes(self.server.socket)
+            self.handshakes_settled_at = now + HANDSHAKE_SETTLE_S
         if self.listening:
             while self.server.accept_one():
                 pass
-            if self.server.room_for_one():  # nothing left to accept, not merely no room
+            settled = now >= (self.handshakes_settled_at or now)
+            if settled and self.server.room_for_one():  # nothing left, not merely no room
                 self.server.stop_listening()
                 self.listening = False
         busy = self.server.busy_connections(self.IDLE_S)
