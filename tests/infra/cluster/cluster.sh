@@ -363,7 +363,15 @@ launch() {
   # Detached by setsid (not killed with the caller's process group), no inherited lock
   # descriptors, output to its log.
   setsid "$@" >>"$state/logs/$name.log" 2>&1 </dev/null 8>&- 9>&- &
-  echo $! >"$(pidfile "$name")"
+  local pid=$! i
+  echo "$pid" >"$(pidfile "$name")"
+  # Until the forked shell has exec'd the component, its argv is this script's, and a check
+  # in between would take a live component for a dead one (seen on a loaded machine).
+  for i in $(seq 1 100); do
+    component_pid "$name" >/dev/null && return 0
+    [ -d "/proc/$pid" ] || return 0
+    sleep 0.05
+  done
 }
 
 # stop_components NAME...: SIGTERM to all of them at once, SIGKILL to those still there after
