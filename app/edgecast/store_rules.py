@@ -23,6 +23,7 @@ import os
 import posixpath
 import re
 import stat
+import tarfile
 from collections.abc import Iterable
 
 MANIFEST = "manifest.json"
@@ -35,6 +36,16 @@ MAX_MANIFEST_BYTES = 1 << 20
 MAX_BUNDLE_BYTES = 80 << 20
 # Members of a bundle archive: its folder and its half dozen files, with room to spare.
 MAX_ARCHIVE_MEMBERS = 64
+# An extended header (pax records, a GNU long name) of one archive member: a model_id and a file
+# name, with the records tar writers add (times, xattrs), fit many times over.
+MAX_EXTENDED_HEADER_BYTES = 64 << 10
+EXTENDED_HEADER_TYPES = (
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+)
 MAX_SHOWN_CHARS = 160  # a model_id and a file name fit
 DEFAULT_STORE = "/var/lib/edgecast/models"
 DEFAULT_KEEP = 3
@@ -68,6 +79,32 @@ def option_error(store: str, keep: int, protect: Iterable[str]) -> str:
     if bad:
         return f"protect holds names that are not model ids: {bad}"
     return ""
+
+
+class CappedTarInfo(tarfile.TarInfo):
+    """A tar member header that refuses what would make tarfile read without bound.
+
+    tarfile reads an extended header (pax records, a GNU long name) into memory whole, as large
+    as the 512-byte block before it says, and follows a GNU sparse member's chain of extension
+    blocks; neither belongs in a bundle archive. Given to ``tarfile.open`` as ``tarinfo``, this
+    refuses both once only that block has been read. A ``StoreError``, not a tarfile header
+    error: tarfile takes those for the end of the archive.
+    """
+
+    @classmethod
+    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
+        info = super().frombuf(buf, encoding, errors)
+        if info.type in EXTENDED_HEADER_TYPES and info.size > MAX_EXTENDED_HEADER_BYTES:
+            raise StoreError(
+                f"the archive has an extended header (pax or GNU long name, type "
+                f"{info.type.decode('ascii', 'replace')!r}) of {info.size} bytes; a bundle "
+                f"archive's may hold at most {MAX_EXTENDED_HEADER_BYTES}"
+            )
+        if info.type == tarfile.GNUTYPE_SPARSE:
+            raise StoreError(
+                f"archive member {shown(info.name)} is a sparse file; bundles hold regular files"
+            )
+        return info
 
 
 def open_regular(path: str) -> int:

@@ -44,6 +44,7 @@ from ansible.module_utils.edgecast_store_rules import (
     MAX_MANIFEST_BYTES,
     REPLACED_PREFIX,
     STAGING_PREFIX,
+    CappedTarInfo,
     StoreError,
     is_model_id,
     leftovers,
@@ -60,7 +61,8 @@ short_description: Install a model bundle into a node's model store, atomically
 description:
   - Unpacks a bundle archive (one folder named by the model_id) into a staging folder inside
     the store, refuses unsafe members (absolute paths, C(..), links, devices, nested folders,
-    more than O(max_bytes) bytes, more members than a bundle has), checks every file's size and
+    more than O(max_bytes) bytes, more members than a bundle has, extended headers larger
+    than 64 KiB), checks every file's size and
     sha256 against C(manifest.json) and the manifest's own sha256 against O(manifest_sha256),
     flushes files and folder to disk, then renames the folder to C(<store>/<model_id>).
   - A folder of the same name that is not exactly this bundle (other manifest, a tampered,
@@ -326,7 +328,7 @@ def unpack(
     files = None
     total = 0
     count = 0
-    with tarfile.open(src, mode="r|*") as archive:
+    with tarfile.open(src, mode="r|*", tarinfo=CappedTarInfo) as archive:
         for member in archive:
             count += 1
             if count > MAX_ARCHIVE_MEMBERS:

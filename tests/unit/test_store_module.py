@@ -7,6 +7,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import resource
 import sys
 import tarfile
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 import edgecast.store_rules
+from edgecast_harness.bundle_faults import GIB, tar_opening_with_extended_header
 from edgecast_harness.paths import REPO
 
 # What Ansible sends with the module: the same file, under its module_utils name.
@@ -210,3 +212,42 @@ def test_the_size_limit_stops_a_member_before_it_is_written(tmp_path):
     with pytest.raises(store_module.StoreError, match="exceed max_bytes"):
         store_module.unpack(str(archive), str(staging), "m1", digest(bundle), limit)
     assert sum(p.stat().st_size for p in staging.iterdir()) <= limit
+
+
+def peak_rss_kb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK],
+    ids=["pax", "pax-global", "gnu-long-name", "gnu-long-link"],
+)
+def test_an_extended_header_of_a_gib_is_refused_before_it_is_read(kind, tmp_path):
+    """tarfile would read the whole gibibyte into memory to parse it; it is refused from its
+    512-byte block, the peak RSS as it was. (A compressed archive gets past the module's check of
+    the src file's size, so the archive's size is no guard here.)"""
+    archive = tmp_path / "hostile.tar"
+    tar_opening_with_extended_header(archive, kind)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    before = peak_rss_kb()
+    with pytest.raises(store_module.StoreError) as refused:
+        store_module.unpack(str(archive), str(staging), "m1", "0" * 64, 1 << 20)
+    growth_kb = peak_rss_kb() - before
+    assert str(refused.value) == (
+        f"the archive has an extended header (pax or GNU long name, type '{kind.decode()}') "
+        f"of {GIB} bytes; a bundle archive's may hold at most 65536"
+    )
+    assert growth_kb < 50 * 1024, f"peak RSS grew {growth_kb} kB"
+    assert list(staging.iterdir()) == []
+
+
+def test_a_gnu_sparse_member_is_refused_before_its_map_is_read(tmp_path):
+    archive = tmp_path / "sparse.tar"
+    with tarfile.open(archive, "w", format=tarfile.GNU_FORMAT) as tar:
+        tar.addfile(_member("m1/weights.npz", tarfile.GNUTYPE_SPARSE))
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    with pytest.raises(store_module.StoreError, match="is a sparse file"):
+        store_module.unpack(str(archive), str(staging), "m1", "0" * 64, 1 << 20)

@@ -28,6 +28,8 @@ from edgecast.store_rules import (
     MANIFEST,
     MAX_ARCHIVE_MEMBERS,
     MAX_BUNDLE_BYTES,
+    CappedTarInfo,
+    StoreError,
     is_model_id,
     shown,
 )
@@ -87,7 +89,9 @@ def _tar_stream(path: Path) -> Iterator[tarfile.TarFile]:
         opener = next((o for m, o in COMPRESSED_TARS if magic.startswith(m)), None)
         with opener(raw) if opener else raw as stream:
             bounded = _BoundedReader(stream, MAX_BUNDLE_BYTES + ARCHIVE_HEADER_BYTES)
-            with tarfile.open(fileobj=bounded, mode="r:") as archive:  # type: ignore[call-overload]
+            with tarfile.open(  # type: ignore[call-overload]
+                fileobj=bounded, mode="r:", tarinfo=CappedTarInfo
+            ) as archive:
                 yield archive
 
 
@@ -172,7 +176,7 @@ def unpacked(path: Path) -> Iterator[Path]:
     try:
         try:
             folder = _extract(path, scratch)
-        except BundleError as exc:
+        except (BundleError, StoreError) as exc:
             raise BundleError(f"{path}: cannot unpack: {exc}") from None
         except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
             raise BundleError(

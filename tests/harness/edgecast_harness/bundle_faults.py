@@ -560,7 +560,16 @@ def tar_gz_with_gib_pax_header(bundle: Path, archive: Path) -> list[str]:
     """An extended (pax) header of a gibibyte, which tarfile would read into memory whole."""
     head = _tar_head(bundle, "") + _tar_header("././@PaxHeader", GIB, tarfile.XHDTYPE)
     archive.write_bytes(gzip.compress(head) + _gzip_zeros(GIB) + gzip.compress(bytes(1024)))
-    return ["cannot unpack: the archive expands to more than"]
+    return ["cannot unpack: the archive has an extended header", f"of {GIB} bytes"]
+
+
+def tar_opening_with_extended_header(archive: Path, kind: bytes, size: int = GIB) -> None:
+    """A plain tar whose first member is an extended header (pax records or a GNU long name,
+    by ``kind``) of ``size`` zero bytes, written as a sparse file: a gibibyte that costs nothing
+    on disk, and a gibibyte of memory to a reader that takes the header whole."""
+    with archive.open("wb") as out:
+        out.write(_tar_header("././@LongLink", size, kind))
+        out.truncate(512 + size + (-size % 512) + 1024)
 
 
 def tar_gz_of_20000_members(bundle: Path, archive: Path) -> list[str]:
