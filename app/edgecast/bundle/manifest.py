@@ -63,10 +63,8 @@ def file_table(manifest: dict[str, object], manifest_size: int) -> dict[str, tup
     return table
 
 
-def read_manifest(
-    folder: int, directory: Path
-) -> tuple[dict[str, object], dict[str, tuple[int, str]]]:
-    """The manifest, and the (size, sha256) of each file it lists."""
+def manifest_bytes(folder: int, directory: Path) -> bytes:
+    """The manifest file's bytes, never through a link, refused above MAX_MANIFEST_BYTES."""
     missing = f"{directory}: no {MANIFEST} (not a bundle, or an incomplete copy)"
     with open_file(folder, MANIFEST, missing) as handle:
         if os.fstat(handle.fileno()).st_size > MAX_MANIFEST_BYTES:
@@ -74,6 +72,14 @@ def read_manifest(
         data = handle.read(MAX_MANIFEST_BYTES + 1)
     if len(data) > MAX_MANIFEST_BYTES:
         raise BundleError(f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes")
+    return data
+
+
+def read_manifest(
+    folder: int, directory: Path
+) -> tuple[dict[str, object], dict[str, tuple[int, str]]]:
+    """The manifest, and the (size, sha256) of each file it lists."""
+    data = manifest_bytes(folder, directory)
     manifest = json_object(MANIFEST, data)
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BundleError(

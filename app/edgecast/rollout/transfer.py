@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from edgecast.bundle import BundleError, load_bundle_dir, unpacked
+from edgecast.bundle.files import open_file, open_folder, read_bounded
+from edgecast.bundle.manifest import manifest_bytes
 from edgecast.signing import SigningError, load_public_key
 from edgecast.store_rules import DEFAULT_KEEP, DEFAULT_STORE, MANIFEST, option_error
 
@@ -67,19 +69,20 @@ class VerifiedBundle:
 def _check(directory: Path, public_key: Any) -> tuple[bytes, dict[str, Any], bool]:
     """Manifest bytes, manifest and signed-ness of the folder, after every edgecast.bundle check.
 
-    The manifest's bytes are read (and hashed) before the check and compared with the manifest
-    the check used, so the pinned sha256 is that of the manifest that was verified.
+    The manifest's bytes are read (and hashed) before the check, as the check reads them (never
+    through a link, at most MAX_MANIFEST_BYTES), and compared with the manifest the check used,
+    so the pinned sha256 is that of the manifest that was verified.
     """
-    manifest_path = directory / MANIFEST
-    manifest_bytes = manifest_path.read_bytes() if manifest_path.is_file() else b""
+    with open_folder(directory) as folder:
+        pinned_bytes = manifest_bytes(folder, directory)
     bundle = load_bundle_dir(directory, public_key)
     try:
-        pinned = json.loads(manifest_bytes)
+        pinned = json.loads(pinned_bytes)
     except (ValueError, UnicodeDecodeError):
         pinned = None
     if pinned != bundle.manifest:
         raise BundleError(f"{MANIFEST} changed while it was being verified; try again")
-    return manifest_bytes, bundle.manifest, bundle.signed
+    return pinned_bytes, bundle.manifest, bundle.signed
 
 
 def verify(path: Path, public_key_path: Path | None = None) -> VerifiedBundle:
@@ -125,28 +128,37 @@ def _tar_info(name: str, size: int, *, directory: bool = False) -> tarfile.TarIn
 def pack(bundle: VerifiedBundle, workdir: Path) -> Path:
     """The archive to send: the bundle's own tar, or a gzip tar of its folder in ``workdir``.
 
-    The folder's files are read once and checked against the verified manifest as they go into
-    the archive, so the archive holds exactly what was verified. The manifest comes first, which
-    lets the node refuse an unlisted or wrongly sized member before writing it.
+    The folder's files are read once, never through a link and each at its verified size, and
+    checked against the verified manifest as they go into the archive, so the archive holds
+    exactly what was verified. The manifest comes first, which lets the node refuse an unlisted
+    or wrongly sized member before writing it.
     """
     if bundle.archive is not None:
         return bundle.archive
     archive = Path(workdir) / f"{bundle.model_id}.tar.gz"
-    with tarfile.open(archive, "w:gz", compresslevel=6) as tar:
-        tar.addfile(_tar_info(bundle.model_id, 0, directory=True))
-        for name in [MANIFEST, *sorted(bundle.files)]:
-            try:
-                data = (bundle.source / name).read_bytes()
-            except OSError as exc:
-                raise TransferError(f"{bundle.source / name} cannot be read: {exc}") from None
-            digest = hashlib.sha256(data).hexdigest()
-            expected = bundle.manifest_sha256 if name == MANIFEST else bundle.files[name]["sha256"]
-            if digest != expected:
-                raise TransferError(
-                    f"{bundle.source / name} changed after it was verified (sha256 {digest}, "
-                    f"verified {expected}): verify it again"
+    sizes = {MANIFEST: bundle.manifest_size}
+    sizes.update((name, int(entry["size"])) for name, entry in bundle.files.items())
+    try:
+        with (
+            tarfile.open(archive, "w:gz", compresslevel=6) as tar,
+            open_folder(bundle.source) as folder,
+        ):
+            tar.addfile(_tar_info(bundle.model_id, 0, directory=True))
+            for name in [MANIFEST, *sorted(bundle.files)]:
+                with open_file(folder, name, f"{name} is gone since it was verified") as handle:
+                    data = read_bounded(handle, name, sizes[name])
+                digest = hashlib.sha256(data).hexdigest()
+                expected = (
+                    bundle.manifest_sha256 if name == MANIFEST else bundle.files[name]["sha256"]
                 )
-            tar.addfile(_tar_info(f"{bundle.model_id}/{name}", len(data)), io.BytesIO(data))
+                if digest != expected:
+                    raise TransferError(
+                        f"{bundle.source / name} changed after it was verified (sha256 {digest}, "
+                        f"verified {expected}): verify it again"
+                    )
+                tar.addfile(_tar_info(f"{bundle.model_id}/{name}", len(data)), io.BytesIO(data))
+    except BundleError as exc:
+        raise TransferError(f"{bundle.source}: {exc}: verify it again") from None
     return archive
 
 
