@@ -22,12 +22,20 @@ class ModelStore:
         if not is_model_id(model_id):
             raise BundleError(f"{model_id!r} is not a valid model_id")
         path = self.root / model_id
-        if path.is_symlink():
+        try:
+            linked = path.is_symlink()
+            present = (path / MANIFEST).is_file()
+        except OSError as exc:  # a folder the predictor's user may not read, say
+            raise BundleError(
+                f"model {model_id!r} in the model store {self.root} cannot be read: "
+                f"{exc.strerror or exc}"
+            ) from None
+        if linked:
             raise BundleError(
                 f"{model_id!r} in the model store {self.root} is a symbolic link: a store holds "
                 "bundle folders, never links to them"
             )
-        if not (path / MANIFEST).is_file():
+        if not present:
             raise LookupError(f"model {model_id!r} is not in the model store {self.root}")
         return path
 

@@ -483,6 +483,43 @@ def test_hostile_bundles_leave_the_predictor_s_peak_memory_as_it_was(
     )
 
 
+def make_unreadable(folder: Path) -> None:
+    """Takes ``folder`` out of reach of an unprivileged predictor: another user's (the image's
+    uid) without access for others; or, for a user who cannot give files away, no access."""
+    if os.geteuid() == 0:
+        os.chown(folder, 10001, 10001)
+        folder.chmod(0o700)
+    else:
+        folder.chmod(0o000)
+
+
+def test_a_bundle_the_predictor_may_not_read_gets_a_json_422_and_old_model_keeps_serving(
+    golden_bundle: Path, body: dict, start_predictor: Callable[..., Predictor], tmp_path: Path
+) -> None:
+    """A store entry the predictor's user may not open (written by root with a tight mode, say):
+    a swap to it is refused by name, never a 500."""
+    store = tmp_path / "store"
+    shutil.copytree(golden_bundle, store / golden_bundle.name)
+    locked = clone_bundle(golden_bundle, store, "not-readable")
+    predictor = start_predictor(
+        store, "--model-id", golden_bundle.name, "--runtime", "litert",
+        admin=True, unprivileged=True,
+    )  # fmt: skip
+    make_unreadable(locked)
+    try:
+        response = predictor.admin(SWAP, {"model_id": locked.name})
+    finally:
+        locked.chmod(0o700)
+    assert response.status_code == 422, response.text
+    assert response.json() == {
+        "error": f"bundle refused: model 'not-readable' in the model store {store} cannot be "
+        "read: Permission denied",
+        "status": 422,
+        "serving_model_id": golden_bundle.name,
+    }
+    assert_still_serving(Serving(predictor, store, golden_bundle.name), body)
+
+
 @pytest.mark.parametrize("fault", by_name(ARCHIVE_FAULTS))
 def test_hostile_archive_is_refused_by_verify_leaving_nothing_behind(
     fault: ArchiveFault, golden_bundle: Path, tmp_path: Path

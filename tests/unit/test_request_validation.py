@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from edgecast.predictor.app import create_app
+from edgecast.forecaster import Forecaster, ParityReport
+from edgecast.predictor.app import PredictorState, create_app
 from edgecast.predictor.config import PredictorConfig
+from edgecast.predictor.holder import ModelHolder
+from edgecast.predictor.observability import PredictorMetrics
 from edgecast.predictor.server import build_state, load_initial_model
 from edgecast_harness import bad_requests
 from edgecast_harness.bad_requests import JSON, hourly, json_error
@@ -164,3 +167,36 @@ def test_an_empty_store_is_alive_not_ready_and_says_why(tmp_path: Path, body: di
     assert "model refused" in ready.get_json()["reason"]
     response = client.post("/v1/predict", json=body)
     json_error(response.status_code, response.headers, response.text, 503, ("no model",))
+
+
+def test_a_load_failing_in_an_unforeseen_way_is_a_json_422_and_the_old_model_serves_on(
+    golden_bundle: Path, body: dict
+) -> None:
+    """Whatever a load raises (here the MemoryError of a node out of memory, which no bundle
+    check names), the admin API answers a JSON 422 with the reason, never a 500."""
+    config = PredictorConfig(
+        model_store=golden_bundle.parent, runtime="litert", admin_token=ADMIN_TOKEN
+    )
+    real = build_state(config).holder._loader
+
+    def loader(model_id: str) -> tuple[Forecaster, ParityReport]:
+        if model_id == "out-of-memory":
+            raise MemoryError("cannot allocate 83886080 bytes")
+        return real(model_id)
+
+    state = PredictorState(config, ModelHolder(loader), PredictorMetrics())
+    load_initial_model(state)
+    client = create_app(state).test_client()
+    response = client.post(
+        "/admin/v1/models",
+        json={"model_id": "out-of-memory"},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    assert response.status_code == 422, response.text
+    assert response.get_json() == {
+        "error": "model out-of-memory could not be loaded: MemoryError: cannot allocate "
+        "83886080 bytes",
+        "status": 422,
+        "serving_model_id": golden_bundle.name,
+    }
+    assert assert_serves(client, body)["model_id"] == golden_bundle.name

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
 from edgecast.bundle import BundleError
+from edgecast.bundle.errors import cut_short
 from edgecast.forecaster import ParityError
 from edgecast.predictor.config import PredictorConfig
 from edgecast.predictor.holder import ModelHolder, ServingModel, SwapInProgress
@@ -170,6 +171,14 @@ def _admin(state: PredictorState, token: str) -> Blueprint:
             log.warning("refused model %s: %s", model_id, exc)
             return _error(
                 f"bundle refused: {exc}",
+                422,
+                serving_model_id=old.model_id if old else None,
+            )
+        except Exception as exc:  # whatever failed, the old model serves on
+            state.metrics.swaps.labels("refused").inc()
+            log.exception("model %s could not be loaded", model_id)
+            return _error(
+                f"model {model_id} could not be loaded: {type(exc).__name__}: {cut_short(exc)}",
                 422,
                 serving_model_id=old.model_id if old else None,
             )

@@ -22,6 +22,9 @@ from .ports import free_port
 ADMIN_TOKEN = "test-admin-token-0123456789"
 # The unit tier's golden bundle (LiteRT): a predictor serving it is ready in about a second.
 GOLDEN_STORE = REPO / "tests" / "unit" / "fixtures" / "bundles"
+# Root, less the capabilities that let it read and search any file: permissions then apply to
+# it as to any user.
+WITHOUT_FILE_PRIVILEGES = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 
 
 def edgecast(*args: str, check: bool = True, **kwargs: object) -> subprocess.CompletedProcess:
@@ -121,10 +124,15 @@ class PredictorLauncher:
         admin: bool = False,
         wait: bool = True,
         env: dict | None = None,
+        unprivileged: bool = False,
     ) -> Predictor:
+        """``unprivileged``: as root, the predictor runs without root's power to read any file
+        (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), as the image's own user would."""
         port = free_port()
         log_path = self.directory / f"predictor-{port}.log"
         command = [sys.executable, "-m", "edgecast.cli", "serve", "--store", str(store)]
+        if unprivileged and os.geteuid() == 0:
+            command = [*WITHOUT_FILE_PRIVILEGES, *command]
         command += ["--port", str(port), *args]
         token = None
         if admin:
