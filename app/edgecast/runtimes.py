@@ -8,15 +8,22 @@ predictor never loads TensorFlow.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from edgecast.bundle import Bundle, BundleError
+from edgecast.bundle.errors import cut_short
+from edgecast.bundle.layout import LITERT, MAX_FILE_BYTES
+from edgecast.store_rules import shown
 
 RUNTIMES = ("keras", "litert")
+# The tensors a LiteRT model may allocate: its weights (within the file's cap) and, as much again,
+# the activations of one case.
+MAX_LITERT_TENSOR_BYTES = 2 * MAX_FILE_BYTES[LITERT]
 
 
 class Runtime(Protocol):
@@ -71,23 +78,32 @@ class LiteRTRuntime:
             )
         from ai_edge_litert.interpreter import Interpreter
 
+        config = bundle.config
+        expected = {
+            "load": (1, config.window),
+            "calendar": (1, config.horizon, config.calendar_width),
+        }
+        if config.use_temperature:
+            expected["temperature"] = (1, config.window)
         try:
             interpreter = Interpreter(model_content=bundle.litert_model, num_threads=1)
+            inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+        except (ValueError, RuntimeError) as exc:
+            raise _refusal(exc) from None
+        # The shapes the file declares are checked before any tensor is allocated: a hostile
+        # file declares gigabytes.
+        self._inputs = _checked_inputs(inputs, expected)
+        self._output = _checked_output(outputs, config.horizon)
+        try:
             interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise BundleError(f"model.tflite cannot be loaded by LiteRT: {exc}") from None
-        self._inputs: dict[str, int] = {}
-        for detail in interpreter.get_input_details():
-            name = detail["name"].removeprefix("serving_default_").split(":")[0]
-            self._inputs[name] = detail["index"]
-        expected = {"load", "calendar"} | (
-            {"temperature"} if bundle.config.use_temperature else set()
-        )
-        if set(self._inputs) != expected:
+            raise _refusal(exc) from None
+        allocated = sum(_tensor_bytes(detail) for detail in interpreter.get_tensor_details())
+        if allocated > MAX_LITERT_TENSOR_BYTES:
             raise BundleError(
-                f"model.tflite inputs {sorted(self._inputs)} are not {sorted(expected)}"
+                f"{LITERT} allocates {allocated} bytes of tensors, more than the "
+                f"{MAX_LITERT_TENSOR_BYTES} a bundle's model may"
             )
-        self._output = interpreter.get_output_details()[0]["index"]
         self._interpreter = interpreter
         self._lock = threading.Lock()
 
@@ -101,6 +117,49 @@ class LiteRTRuntime:
                 self._interpreter.invoke()
                 results.append(self._interpreter.get_tensor(self._output)[0].copy())
         return np.stack(results)
+
+
+def _refusal(exc: Exception) -> BundleError:
+    """LiteRT's reason, on one line and cut short."""
+    return BundleError(f"{LITERT} cannot be loaded by LiteRT: {' '.join(cut_short(exc).split())}")
+
+
+def _shape(detail: dict[str, Any]) -> tuple[int, ...]:
+    return tuple(int(n) for n in detail["shape"])
+
+
+def _tensor_bytes(detail: dict[str, Any]) -> int:
+    return math.prod(_shape(detail)) * np.dtype(detail["dtype"]).itemsize
+
+
+def _checked_inputs(
+    details: list[dict[str, Any]], expected: dict[str, tuple[int, ...]]
+) -> dict[str, int]:
+    """Tensor index of each input, after checking the inputs are the architecture's, float32,
+    one case each."""
+    inputs = {str(d["name"]).removeprefix("serving_default_").split(":")[0]: d for d in details}
+    if set(inputs) != set(expected) or len(details) != len(expected):
+        raise BundleError(f"{LITERT} inputs {shown(sorted(inputs))} are not {sorted(expected)}")
+    for name, detail in inputs.items():
+        if _shape(detail) != expected[name] or detail["dtype"] != np.float32:
+            raise BundleError(
+                f"{LITERT} input '{name}' is {np.dtype(detail['dtype']).name} of shape "
+                f"{shown(_shape(detail))}; the architecture gives float32 of shape {expected[name]}"
+            )
+    return {name: int(detail["index"]) for name, detail in inputs.items()}
+
+
+def _checked_output(details: list[dict[str, Any]], horizon: int) -> int:
+    """Tensor index of the single output, after checking it is float32 of shape (1, horizon)."""
+    if len(details) != 1:
+        raise BundleError(f"{LITERT} has {len(details)} outputs, not the forecast alone")
+    (detail,) = details
+    if _shape(detail) != (1, horizon) or detail["dtype"] != np.float32:
+        raise BundleError(
+            f"{LITERT} output is {np.dtype(detail['dtype']).name} of shape "
+            f"{shown(_shape(detail))}; the architecture gives float32 of shape (1, {horizon})"
+        )
+    return int(detail["index"])
 
 
 def create_runtime(name: str, bundle: Bundle) -> Runtime:

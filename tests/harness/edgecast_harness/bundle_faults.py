@@ -37,6 +37,7 @@ ARCHITECTURE = "architecture.json"
 WEIGHTS = "weights.npz"
 SCALING = "scaling.json"
 REFERENCE = "reference.npz"
+LITERT = "model.tflite"
 GIB = 1 << 30
 MIB = 1 << 20
 # Whatever a bundle holds, a refusal is short and names the problem in the node's words: never
@@ -489,6 +490,41 @@ def weights_listing_thousands_of_arrays(bundle: Path) -> list[str]:
     return [WEIGHTS, "lists far more arrays than a bundle's"]
 
 
+def _window(bundle: Path) -> int:
+    return int(json.loads((bundle / ARCHITECTURE).read_text())["window"])
+
+
+def _declare_load_input(bundle: Path, dims: tuple[int, int]) -> None:
+    """model.tflite with the shape its 'load' input declares rewritten in place, digests made to
+    match. The flatbuffer's vector keeps its length, so every offset in the file stays valid and
+    only the shape is hostile."""
+    data = (bundle / LITERT).read_bytes()
+    declared = struct.pack("<3i", 2, 1, _window(bundle))
+    assert data.count(declared) == 1, f"{LITERT} declares (1, window) other than once"
+    rewrite(bundle, LITERT, data.replace(declared, struct.pack("<3i", 2, *dims)))
+
+
+def litert_input_of_a_gib(bundle: Path) -> list[str]:
+    """model.tflite whose 'load' input is declared a gibibyte long (2^28 float32 values)."""
+    _declare_load_input(bundle, (1, 1 << 28))
+    return [
+        f"{LITERT} input 'load' is float32 of shape (1, 268435456)",
+        f"the architecture gives float32 of shape (1, {_window(bundle)})",
+    ]
+
+
+def litert_batch_of_4096(bundle: Path) -> list[str]:
+    """model.tflite whose 'load' input is declared for 4096 cases at once (10 MB)."""
+    _declare_load_input(bundle, (4096, _window(bundle)))
+    return [f"{LITERT} input 'load' is float32 of shape (4096, {_window(bundle)})"]
+
+
+def litert_shape_overflowing(bundle: Path) -> list[str]:
+    """model.tflite whose 'load' input has a negative dimension: its size overflows."""
+    _declare_load_input(bundle, (-1, 1 << 30))
+    return [f"{LITERT} cannot be loaded by LiteRT", "invalidly specified"]
+
+
 HOSTILE_FAULTS = [
     Fault("300-character-file-name", long_file_name_in_manifest),
     Fault("manifest-nested-100000-deep", deeply_nested_manifest),
@@ -507,6 +543,9 @@ HOSTILE_FAULTS = [
     Fault("manifest-symlinked-outside", manifest_symlinked_outside),
     Fault("weights-a-named-pipe", fifo_as_weights),
     Fault("weights-listing-3000-arrays", weights_listing_thousands_of_arrays),
+    Fault("litert-input-declared-a-gib", litert_input_of_a_gib),
+    Fault("litert-input-declared-for-4096-cases", litert_batch_of_4096),
+    Fault("litert-input-size-overflowing", litert_shape_overflowing),
 ]
 
 
