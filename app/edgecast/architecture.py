@@ -7,6 +7,12 @@ same weights at every horizon step (parameter sharing, equivariance over time st
 small context layer sees the whole input window, and every step also sees the most recent
 hours (the current level of the series).
 
+How the loads are scaled into the network is a hyper-parameter too (``normalization``):
+``global`` subtracts the training period's mean and divides by its standard deviation, which no
+longer fits a building whose level moves; ``window`` scales each input window by its own recent
+level and spread and maps the forecast back with the same two numbers (reversible instance
+normalisation), so the network forecasts shapes and the level comes from the request itself.
+
 The layout lives here, apart from Keras, so an edge node can check a bundle's weights before
 it loads any framework, and so a bundle stays readable by any framework version. A bundle's
 hyper-parameters are checked against the ranges below before anything is computed from them: a
@@ -24,7 +30,10 @@ from edgecast.calendar import CALENDAR_FEATURES
 from edgecast.store_rules import shown
 
 ARCHITECTURE_NAME = "sbn"
-ARCHITECTURE_VERSION = 1
+# Version 2 added ``normalization``; a version 1 architecture is a version 2 one with "global".
+ARCHITECTURE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+NORMALIZATIONS = ("global", "window")
 # The hyper-parameters an edge node builds: wide enough for any hourly model worth serving,
 # narrow enough that the largest network's weights fit edgecast.bundle's size caps.
 HYPER_PARAMETER_RANGES = {
@@ -52,10 +61,17 @@ class SBNConfig:
     booster_units: int = 32
     boosters: int = 3
     use_temperature: bool = False
+    normalization: str = "global"
 
     def __post_init__(self) -> None:
         for field in fields(self):
             value = getattr(self, field.name)
+            if field.name == "normalization":
+                if value not in NORMALIZATIONS:
+                    raise ArchitectureError(
+                        f"normalization {shown(value)} is not one of {', '.join(NORMALIZATIONS)}"
+                    )
+                continue
             if field.type == "bool":
                 if not isinstance(value, bool):
                     raise ArchitectureError(
@@ -96,17 +112,26 @@ class SBNConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> SBNConfig:
-        if data.get("name") != ARCHITECTURE_NAME or data.get("version") != ARCHITECTURE_VERSION:
+        version = data.get("version")
+        if (
+            data.get("name") != ARCHITECTURE_NAME
+            or isinstance(version, bool)
+            or version not in READABLE_VERSIONS
+        ):
             raise ArchitectureError(
                 f"unsupported architecture {shown(data.get('name'))} version "
-                f"{shown(data.get('version'))} (this edgecast reads {ARCHITECTURE_NAME!r} "
-                f"version {ARCHITECTURE_VERSION})"
+                f"{shown(version)} (this edgecast reads {ARCHITECTURE_NAME!r} "
+                f"versions {', '.join(map(str, READABLE_VERSIONS))})"
             )
         names = {f.name for f in fields(cls)}
+        implied: dict[str, object] = {}
+        if version == 1:
+            names.discard("normalization")
+            implied["normalization"] = "global"
         unknown = sorted(set(data) - names - {"name", "version"})
         if unknown:
             raise ArchitectureError(f"unknown hyper-parameter(s) {shown(unknown)}")
-        return cls(**{k: v for k, v in data.items() if k in names})  # type: ignore[arg-type]
+        return cls(**implied, **{k: v for k, v in data.items() if k in names})  # type: ignore[arg-type]
 
 
 def step_indices(config: SBNConfig) -> np.ndarray:

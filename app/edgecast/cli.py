@@ -10,9 +10,10 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
-from edgecast.architecture import SBNConfig
+from edgecast.architecture import NORMALIZATIONS, SBNConfig
 from edgecast.bundle import DEFAULT_PARITY_LIMIT
 from edgecast.data import DEFAULT_DATA_DIR, list_buildings, load_building
 
@@ -27,6 +28,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         horizon=args.horizon,
         boosters=args.boosters,
         use_temperature=args.temperature,
+        normalization=args.normalization,
     )
     for building in args.building or list_buildings(args.data_dir):
         result = train(
@@ -39,11 +41,112 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 litert=not args.no_litert,
                 signing_key_path=args.signing_key,
+                until=args.until,
             ),
             log=lambda message: print(message, file=sys.stderr),
         )
         print(format_metrics(building, result.metrics))
         print(f"bundle: {result.bundle_path}")
+        if result.ratio_to_naive > 1.0:
+            print(
+                f"WARNING: {result.bundle_path.name} is worse than seasonal naive on its held-out "
+                f"period (MAE {result.ratio_to_naive:.3f}x naive's): rollout-model.yml refuses it "
+                "unless -e rollout_allow_worse_than_naive=true",
+                file=sys.stderr,
+            )
+    return 0
+
+
+def _bundles_by_building(store: Path) -> dict[str, Path]:
+    """The newest bundle in a store for each building it was trained on (by its manifest)."""
+    newest: dict[str, tuple[str, Path]] = {}
+    for path in sorted(store.iterdir()):
+        try:
+            manifest = json.loads((path / "manifest.json").read_text())
+            building = manifest["training"]["data"]["building"]
+            created = str(manifest["created"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if building not in newest or created > newest[building][0]:
+            newest[building] = (created, path)
+    return {building: path for building, (_, path) in newest.items()}
+
+
+def _evaluation_targets(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """(building, bundle) pairs: one bundle on its own building, or a store's per building."""
+    bundle: Path = args.bundle
+    if not (bundle / "manifest.json").exists() and bundle.is_dir():
+        if not args.buildings:
+            raise ValueError(
+                f"{bundle} is a folder of bundles: name the buildings to evaluate "
+                "(--buildings all, or --buildings b1,b2)"
+            )
+        by_building = _bundles_by_building(bundle)
+        wanted = (
+            list_buildings(args.data_dir) if args.buildings == "all" else args.buildings.split(",")
+        )
+        missing = [b for b in wanted if b not in by_building]
+        if missing:
+            raise ValueError(f"{bundle} holds no bundle trained on {', '.join(missing)}")
+        return [(b, by_building[b]) for b in wanted]
+    if args.buildings == "all":
+        raise ValueError("--buildings all needs a folder of bundles, one trained per building")
+    return [(b, bundle) for b in args.buildings.split(",")] if args.buildings else [("", bundle)]
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from edgecast.bundle import BundleError, ParityLimit, load_bundle
+    from edgecast.evaluation import EvaluationError, evaluate_building, format_table, medians
+    from edgecast.forecaster import load_forecaster
+    from edgecast.signing import SigningError, load_public_key
+
+    if args.start >= args.end:
+        print("edgecast evaluate: --from must come before --to", file=sys.stderr)
+        return 2
+    rows = []
+    try:
+        public_key = load_public_key(args.public_key) if args.public_key else None
+        limit = ParityLimit(args.max_parity_rtol, args.max_parity_atol_std)
+        for building, path in _evaluation_targets(args):
+            bundle = load_bundle(path, public_key, limit)
+            forecaster, _ = load_forecaster(bundle, args.runtime)
+            building = building or str(bundle.manifest["training"]["data"]["building"])  # type: ignore[index]
+            rows.append(
+                evaluate_building(forecaster, building, args.data_dir, args.start, args.end)
+            )
+    except (BundleError, SigningError) as exc:
+        print(f"REFUSED: {exc}", file=sys.stderr)
+        return 1
+    except (EvaluationError, ValueError, OSError) as exc:
+        print(f"edgecast evaluate: {exc}", file=sys.stderr)
+        return 2
+    if args.forecasts:
+        args.forecasts.write_text(
+            json.dumps(
+                {
+                    r.building: {
+                        "model_id": r.model_id,
+                        "last_timestamps": r.last_timestamps.tolist(),
+                        "forecast_kwh": r.forecasts.tolist(),
+                    }
+                    for r in rows
+                }
+            )
+        )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "from": args.start.isoformat(),
+                    "to": args.end.isoformat(),
+                    "buildings": [r.to_dict() for r in rows],
+                    "median": medians(rows),
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(format_table(rows))
     return 0
 
 
@@ -211,6 +314,17 @@ def _cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _utc_date(text: str) -> datetime:
+    """A date or time on the command line (ISO 8601; without an offset, UTC)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date (YYYY-MM-DD) or an ISO 8601 time"
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _parity_limit(text: str) -> float:
     """A parity limit on the command line: a finite number >= 0."""
     try:
@@ -253,9 +367,51 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=40, help="maximum epochs (early stopping)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--temperature", action="store_true", help="use outdoor temperature too")
+    train.add_argument(
+        "--normalization",
+        choices=NORMALIZATIONS,
+        default="global",
+        help="scale the loads by the training period's mean and spread (default) or each "
+        "window by its own last week",
+    )
     train.add_argument("--no-litert", action="store_true", help="skip the LiteRT export")
     train.add_argument("--signing-key", type=Path, help="Ed25519 private key (PEM) to sign with")
+    train.add_argument(
+        "--until",
+        type=_utc_date,
+        help="train, validate and hold out only on data before this date (UTC); later rows "
+        "are dropped unread",
+    )
     train.set_defaults(func=_cmd_train)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="forecast every midnight of a period through the verified bundle path and score it "
+        "against seasonal naive and the linear baseline",
+    )
+    evaluate.add_argument(
+        "bundle", type=Path, help="bundle directory or tar, or a folder of bundles (--buildings)"
+    )
+    evaluate.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    evaluate.add_argument(
+        "--from", dest="start", type=_utc_date, required=True, help="first forecast day (UTC)"
+    )
+    evaluate.add_argument(
+        "--to", dest="end", type=_utc_date, required=True, help="end of the period (exclusive)"
+    )
+    evaluate.add_argument(
+        "--buildings",
+        help="'all' (the data folder's buildings, each with its newest bundle in the folder "
+        "given) or a comma-separated list; default: the bundle's own building",
+    )
+    evaluate.add_argument("--runtime", choices=["keras", "litert"], default="keras")
+    evaluate.add_argument("--public-key", type=Path, help="require a signature by this key")
+    evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
+    evaluate.add_argument(
+        "--forecasts", type=Path, help="write each day's forecast (kWh) to this JSON file"
+    )
+    _add_parity_limits(evaluate)
+    evaluate.set_defaults(func=_cmd_evaluate)
 
     verify = sub.add_parser("verify", help="check a bundle and say exactly what is wrong")
     verify.add_argument("bundle", type=Path, help="bundle directory or tar archive")

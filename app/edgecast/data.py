@@ -42,8 +42,14 @@ class SeriesSummary:
         return asdict(self)
 
 
-def _read_hourly_csv(paths: list[Path], value_columns: dict[str, str]) -> pd.DataFrame:
-    """Read CSV files into one frame indexed by hour (UTC); unparsable cells become NaN."""
+def _read_hourly_csv(
+    paths: list[Path], value_columns: dict[str, str], until: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """Read CSV files into one frame indexed by hour (UTC); unparsable cells become NaN.
+
+    Rows at or after ``until`` are dropped before any value in them is looked at, so nothing
+    after that time can shape what is computed from the frame.
+    """
     frames = []
     for path in paths:
         raw = pd.read_csv(path, dtype=str)
@@ -53,6 +59,9 @@ def _read_hourly_csv(paths: list[Path], value_columns: dict[str, str]) -> pd.Dat
         if missing:
             raise DataError(f"{path}: missing column(s) {missing}")
         stamps = pd.to_datetime(raw["datetime"], errors="coerce", utc=True)
+        if until is not None:
+            before = (stamps < until).to_numpy()
+            raw, stamps = raw[before], stamps[before]
         values = {
             name: pd.to_numeric(raw[col], errors="coerce") for col, name in value_columns.items()
         }
@@ -76,20 +85,22 @@ def load_building(
     building: str,
     data_dir: Path = DEFAULT_DATA_DIR,
     weather_station: str | None = DEFAULT_WEATHER_STATION,
+    until: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
-    """Hourly frame with column ``load`` (kWh, NaN where missing) and optionally ``temperature``."""
+    """Hourly frame with column ``load`` (kWh, NaN where missing) and optionally ``temperature``,
+    of the hours before ``until`` when it is given."""
     building_dir = Path(data_dir) / "electricity" / building
     paths = sorted(building_dir.glob("*.csv"))
     if not paths:
         known = sorted(p.name for p in (Path(data_dir) / "electricity").glob("*"))
         raise DataError(f"no data for building {building!r} in {building_dir} (known: {known})")
-    frame = _read_hourly_csv(paths, {"equipment load [kWh]": "load"})
+    frame = _read_hourly_csv(paths, {"equipment load [kWh]": "load"}, until)
     frame.loc[~(frame["load"] > 0), "load"] = np.nan
     if weather_station:
         weather_paths = sorted((Path(data_dir) / "weather" / weather_station).glob("*.csv"))
         if not weather_paths:
             raise DataError(f"no weather data for station {weather_station!r} in {data_dir}")
-        weather = _read_hourly_csv(weather_paths, {"air_temperature [degC]": "temperature"})
+        weather = _read_hourly_csv(weather_paths, {"air_temperature [degC]": "temperature"}, until)
         frame = frame.join(weather, how="left")
     return frame
 

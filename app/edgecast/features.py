@@ -58,6 +58,32 @@ class Scaling:
             raise ScalingError(f"scaling is incomplete: {exc}") from None
 
 
+# Hours whose mean and spread set a window's frame under "window" normalization: a week, so
+# that the frame does not depend on the weekday the window ends on.
+FRAME_HOURS = 168
+# The smallest spread a frame divides by, as a fraction of the training period's: a flat window
+# (a meter stuck on one value) must not blow its inputs up.
+MIN_SPREAD = 0.05
+
+
+def load_frame(
+    config: SBNConfig, scaling: Scaling, loads: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (level, spread) of each window (shape (n, 1) each) that loads are scaled by.
+
+    ``global``: the training period's mean and standard deviation for every window. ``window``:
+    the mean and standard deviation of the window's last week, so a building whose level moved
+    since training is seen in its own frame.
+    """
+    n = len(loads)
+    if config.normalization == "global":
+        return np.full((n, 1), scaling.load_mean), np.full((n, 1), scaling.load_std)
+    recent = loads[:, -min(FRAME_HOURS, config.window) :]
+    level = recent.mean(axis=1, keepdims=True)
+    spread = np.maximum(recent.std(axis=1, keepdims=True), MIN_SPREAD * scaling.load_std)
+    return level, spread
+
+
 def model_inputs(
     config: SBNConfig,
     scaling: Scaling,
@@ -66,8 +92,9 @@ def model_inputs(
     temperatures: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Inputs for a batch: loads (n, window) in kWh, last_timestamps (n,) epoch seconds."""
+    level, spread = load_frame(config, scaling, loads)
     inputs = {
-        "load": ((loads - scaling.load_mean) / scaling.load_std).astype(np.float32),
+        "load": ((loads - level) / spread).astype(np.float32),
         "calendar": calendar_features(horizon_timestamps(last_timestamps, config.horizon)).astype(
             np.float32
         ),
@@ -81,5 +108,17 @@ def model_inputs(
     return inputs
 
 
-def to_kwh(scaling: Scaling, outputs: np.ndarray) -> np.ndarray:
-    return outputs.astype(np.float64) * scaling.load_std + scaling.load_mean
+def to_kwh(
+    config: SBNConfig, scaling: Scaling, loads: np.ndarray, outputs: np.ndarray
+) -> np.ndarray:
+    """The network's outputs for the windows ``loads`` back in kWh (the inverse of the frame)."""
+    level, spread = load_frame(config, scaling, loads)
+    return outputs.astype(np.float64) * spread + level
+
+
+def to_frame(
+    config: SBNConfig, scaling: Scaling, loads: np.ndarray, targets: np.ndarray
+) -> np.ndarray:
+    """Targets in kWh in the frame of their windows: what the network learns to output."""
+    level, spread = load_frame(config, scaling, loads)
+    return ((targets - level) / spread).astype(np.float32)

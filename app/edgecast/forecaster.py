@@ -56,7 +56,7 @@ class Forecaster:
         temperatures: np.ndarray | None = None,
     ) -> np.ndarray:
         inputs = model_inputs(self.config, self.scaling, loads, last_timestamps, temperatures)
-        return to_kwh(self.scaling, self.runtime.predict(inputs))
+        return to_kwh(self.config, self.scaling, loads, self.runtime.predict(inputs))
 
     def forecast(
         self, loads: np.ndarray, last_timestamp: int, temperatures: np.ndarray | None = None

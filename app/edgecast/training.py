@@ -12,13 +12,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from edgecast import __version__
 from edgecast.architecture import SBNConfig
 from edgecast.baselines import LinearBaseline, seasonal_naive
 from edgecast.bundle import ParityTolerance, Reference, load_bundle, write_bundle
 from edgecast.data import DEFAULT_DATA_DIR, load_building, summarize
-from edgecast.features import Scaling, model_inputs, to_kwh
+from edgecast.features import Scaling, model_inputs, to_frame, to_kwh
 from edgecast.forecaster import load_forecaster
 from edgecast.metrics import accuracy
 from edgecast.windows import Samples, make_samples, split_by_time
@@ -38,12 +39,14 @@ class TrainOptions:
     batch_size: int = 128
     learning_rate: float = 2e-3
     patience: int = 5
+    loss: str = "mse"
     seed: int = 0
     litert: bool = True
     reference_cases: int = 16
     parity_rtol: float = 1e-4
     parity_atol_std: float = 1e-4
     signing_key_path: Path | None = None
+    until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,15 @@ class TrainResult:
 
     bundle_path: Path
     metrics: dict[str, dict[str, float]]
+
+    @property
+    def ratio_to_naive(self) -> float:
+        return naive_ratio(self.metrics)
+
+
+def naive_ratio(metrics: dict[str, dict[str, float]]) -> float:
+    """The model's held-out MAE over seasonal naive's: above 1, the edge could do better alone."""
+    return metrics["sbn"]["mae"] / metrics["seasonal_naive"]["mae"]
 
 
 def _period(samples: Samples) -> dict[str, str]:
@@ -77,7 +89,8 @@ def train(options: TrainOptions, log: Callable[[str], object] = print) -> TrainR
     from edgecast.sbn import build_sbn, weights_of
 
     config = options.config
-    frame = load_building(options.building, options.data_dir)
+    until = None if options.until is None else pd.Timestamp(options.until)
+    frame = load_building(options.building, options.data_dir, until=until)
     if not config.use_temperature:
         frame = frame[["load"]]
     summary = summarize(options.building, frame)
@@ -105,16 +118,16 @@ def train(options: TrainOptions, log: Callable[[str], object] = print) -> TrainR
     def inputs(part: Samples) -> dict[str, np.ndarray]:
         return model_inputs(config, scaling, part.loads, part.last_timestamps, part.temperatures)
 
-    def scaled(targets: np.ndarray) -> np.ndarray:
-        return ((targets - scaling.load_mean) / scaling.load_std).astype(np.float32)
+    def scaled(part: Samples) -> np.ndarray:
+        return to_frame(config, scaling, part.loads, part.targets)
 
     keras.utils.set_random_seed(options.seed)
     model = build_sbn(config)
-    model.compile(optimizer=keras.optimizers.Adam(options.learning_rate), loss="mse")
+    model.compile(optimizer=keras.optimizers.Adam(options.learning_rate), loss=options.loss)
     history = model.fit(
         inputs(train_set),
-        scaled(train_set.targets),
-        validation_data=(inputs(val_set), scaled(val_set.targets)),
+        scaled(train_set),
+        validation_data=(inputs(val_set), scaled(val_set)),
         epochs=options.epochs,
         batch_size=options.batch_size,
         shuffle=True,
@@ -134,7 +147,7 @@ def train(options: TrainOptions, log: Callable[[str], object] = print) -> TrainR
     call = tf.function(lambda xs: model(xs, training=False), reduce_retracing=True)
 
     def forecast(part: Samples) -> np.ndarray:
-        return to_kwh(scaling, call(inputs(part)).numpy())
+        return to_kwh(config, scaling, part.loads, call(inputs(part)).numpy())
 
     linear = LinearBaseline(config.horizon)
     linear.fit(train_set.loads, train_set.last_timestamps, train_set.targets)
@@ -174,11 +187,19 @@ def train(options: TrainOptions, log: Callable[[str], object] = print) -> TrainR
             "validation": _period(val_set),
             "test": _period(test_set),
             "epochs": epochs_run,
-            "loss": "mse",
+            "loss": options.loss,
             "learning_rate": options.learning_rate,
             "seed": options.seed,
+            "until": None if until is None else until.isoformat(),
         },
         "metrics": metrics,
+        # What rollout-model.yml holds a bundle to: no worse than seasonal naive on held-out time.
+        "floor": {
+            "metric": "mae",
+            "ratio_to_seasonal_naive": naive_ratio(metrics),
+            "ratio_to_linear": metrics["sbn"]["mae"] / metrics["linear"]["mae"],
+            "period": _period(test_set),
+        },
         "frameworks": {
             "edgecast": __version__,
             "tensorflow": tf.__version__,
