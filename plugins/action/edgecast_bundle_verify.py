@@ -31,6 +31,12 @@ options:
   public_key:
     description: Ed25519 public key (PEM) on the controller; the bundle must be signed by it.
     type: path
+  naive_floor:
+    description:
+      - Refuse a bundle whose held-out MAE (the manifest's) is above seasonal naive's, or that
+        does not record it. When false, such a bundle passes with a warning.
+    type: bool
+    default: false
 """
 
 RETURN = r"""
@@ -42,24 +48,43 @@ summary:
   description: The manifest without per-file digests (created, metrics, versions, signed).
   type: dict
   returned: success
+ratio_to_seasonal_naive:
+  description: The model's held-out MAE over seasonal naive's; null when the manifest lacks it.
+  type: float
+  returned: success
 """
 
 
 class ActionModule(EdgecastPlugin.ControllerAction):
-    argument_spec = EdgecastPlugin.bundle_arguments()
+    argument_spec = EdgecastPlugin.bundle_arguments() | {
+        "naive_floor": {"type": "bool", "default": False}
+    }
 
     def act(self, args: dict[str, Any]) -> dict[str, Any]:
         bundles = EdgecastPlugin.require("edgecast_bundle_verify", "edgecast.bundle")
         signing = EdgecastPlugin.require("edgecast_bundle_verify", "edgecast.signing")
+        floor = EdgecastPlugin.require("edgecast_bundle_verify", "edgecast.floor")
 
         try:
             key = signing.load_public_key(Path(args["public_key"])) if args["public_key"] else None
             bundle = bundles.load_bundle(Path(args["bundle"]), key)
         except (bundles.BundleError, OSError, ValueError) as exc:
             return {"failed": True, "msg": f"bundle refused: {exc}"}
-        return {
+        try:
+            warning = floor.check_floor(bundle.manifest, args["naive_floor"])
+        except floor.FloorError as exc:
+            return {"failed": True, "msg": f"bundle refused by the naive floor: {exc}"}
+        try:
+            ratio = floor.ratio_to_naive(bundle.manifest)
+        except floor.FloorError:
+            ratio = None
+        result = {
             "changed": False,
             "model_id": bundle.model_id,
             "summary": bundle.summary(),
+            "ratio_to_seasonal_naive": ratio,
             "msg": f"{bundle.model_id}: digests{' and signature' if key else ''} verified",
         }
+        if warning:
+            result["warnings"] = [warning]
+        return result

@@ -17,7 +17,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from edgecast_harness.bundle_faults import clone_bundle, flip_weights_byte, shift_reference_outputs
+from edgecast_harness.bundle_faults import (
+    clone_bundle,
+    flip_weights_byte,
+    read_manifest,
+    shift_reference_outputs,
+    write_manifest,
+)
 from edgecast_harness.bundles import TrainedStore
 from edgecast_harness.load_client import LoadProcess
 from edgecast_harness.playbook import PlaybookRun, run_playbook
@@ -186,3 +192,34 @@ def test_bad_arguments_fail_before_anything_changes(edge: LocalEdge) -> None:
     assert strategy.rc != 0
     assert edge.serving() == before
     assert edge.stored() == stored
+
+
+def test_a_model_worse_than_seasonal_naive_stays_in_the_cloud_unless_allowed(
+    edge: LocalEdge, load: LoadProcess, trained_store: TrainedStore, tmp_path: Path
+) -> None:
+    before, stored = edge.serving(), edge.stored()
+    other = next(m for m in trained_store.model_ids if m != before)
+    worse = clone_bundle(trained_store.root / other, tmp_path, "sbn-b13-worse-than-naive-0001")
+    manifest = read_manifest(worse)
+    manifest["floor"]["ratio_to_seasonal_naive"] = 1.25
+    write_manifest(worse, manifest)
+
+    refused = edge.rollout("-e", f"model_bundle={worse}")
+    assert refused.rc != 0
+    assert "refused by the naive floor" in refused.stdout, refused.stdout[-3000:]
+    assert "1.250x naive's" in refused.stdout
+    assert "rollout_allow_worse_than_naive=true" in refused.stdout
+    assert edge.serving() == before
+    assert edge.stored() == stored
+
+    allowed = edge.rollout(
+        "-e", f"model_bundle={worse}", "-e", "rollout_allow_worse_than_naive=true"
+    )
+    allowed.assert_ok()
+    assert "WARNING: sbn-b13-worse-than-naive-0001 forecasts worse than seasonal naive" in (
+        allowed.stdout
+    )
+    assert edge.serving() == worse.name
+    assert edge.rollout("-e", "rollback_to=previous").rc == 0
+    assert edge.serving() == before
+    assert all(r["status"] == 200 for r in load.records())
