@@ -61,7 +61,7 @@ class SBNConfig:
     booster_units: int = 32
     boosters: int = 3
     use_temperature: bool = False
-    normalization: str = "global"
+    normalization: str = "window"
 
     def __post_init__(self) -> None:
         for field in fields(self):

@@ -370,9 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--normalization",
         choices=NORMALIZATIONS,
-        default="global",
-        help="scale the loads by the training period's mean and spread (default) or each "
-        "window by its own last week",
+        default="window",
+        help="scale each window by its own last week's mean and spread (default) or every "
+        "window by the training period's",
     )
     train.add_argument("--no-litert", action="store_true", help="skip the LiteRT export")
     train.add_argument("--signing-key", type=Path, help="Ed25519 private key (PEM) to sign with")
