@@ -36,6 +36,7 @@ from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
+from edgecast_harness.ports import free_port
 from edgecast_harness.predictor import Predictor, PredictorLauncher
 
 HOST = "127.0.0.1"
@@ -54,6 +55,13 @@ GOALS = {
     "hot_swap_s": 1.0,  # worst admin call, below
     "failed": 0,  # exactly
 }
+# Each runtime against the floor measured in the same run (bench/predictor_floor.py): one client's
+# p50 and p99 at most, and 4 clients' requests/s at least, these multiples of the floor's.
+RATIO_GOALS = {
+    "litert": {"p50": 1.3, "p99": 2.0, "rps": 0.75},
+    "keras": {"p50": 1.6, "p99": 2.0, "rps": 0.5},
+}
+FLOOR_SCRIPT = REPO / "bench" / "predictor_floor.py"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,6 +151,15 @@ class RuntimeFigures:
     hot_swap: SwapFigures
     rss_after_swaps_mb: float
     exit_code: int | None
+    ratios: dict[str, float] = field(default_factory=dict)  # to the floor of the same run
+
+    def compare(self, floor: FloorFigures) -> None:
+        """Records this runtime's figures as multiples of the floor's."""
+        self.ratios = {
+            "p50": round(self.one_client.p50_ms / floor.one_client.p50_ms, 3),
+            "p99": round(self.one_client.p99_ms / floor.one_client.p99_ms, 3),
+            "rps": round(self.four_clients.requests_per_s / floor.four_clients.requests_per_s, 3),
+        }
 
     @property
     def failed(self) -> int:
@@ -154,13 +171,25 @@ class RuntimeFigures:
         )
 
     def verdicts(self) -> dict[str, bool]:
-        return {
+        verdicts = {
             "p50": self.one_client.p50_ms < GOALS["p50_ms"],
             "p99": self.one_client.p99_ms < GOALS["p99_ms"],
             "rps": self.four_clients.requests_per_s > GOALS["rps_4_clients"],
             "swap": self.hot_swap.wall_max_s < GOALS["hot_swap_s"],
             "failed": self.failed == GOALS["failed"],
         }
+        if self.ratios:
+            goals = RATIO_GOALS[self.runtime]
+            verdicts["p50/floor"] = self.ratios["p50"] <= goals["p50"]
+            verdicts["p99/floor"] = self.ratios["p99"] <= goals["p99"]
+            verdicts["rps/floor"] = self.ratios["rps"] >= goals["rps"]
+        return verdicts
+
+
+@dataclass
+class FloorFigures:
+    one_client: LoadFigures
+    four_clients: LoadFigures
 
 
 # ---------------------------------------------------------------------------------------------
@@ -517,6 +546,49 @@ def hot_swaps(
     )
 
 
+def bench_floor(body: bytes, args: argparse.Namespace, workdir: Path) -> FloorFigures:
+    """The bare Flask + waitress floor, measured by the same clients as the predictor."""
+    print("\n== floor: bare Flask app under waitress, 4 threads (bench/predictor_floor.py)")
+    port = free_port()
+    log = workdir / "floor.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, str(FLOOR_SCRIPT), "--port", str(port)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.perf_counter() + READY_TIMEOUT_S
+        while True:
+            try:
+                if http_json(port, "GET", "/readyz", timeout=2.0)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if process.poll() is not None or time.perf_counter() > deadline:
+                raise RuntimeError(f"the floor server did not start:\n{log.read_text()}")
+            time.sleep(0.05)
+        single = one_client(process.pid, port, body, args.warmup, args.requests)
+        print(
+            f"one client: p50 {single.p50_ms:.2f} ms, p99 {single.p99_ms:.2f} ms, "
+            f"{single.requests_per_s:.0f} req/s, failed {single.failed}"
+        )
+        pool = ClientPool(CLIENTS, process.pid, port, body, args.warmup // 4, args.duration)
+        try:
+            pool.start()
+            four = pool.finish(stop=False)
+        finally:
+            pool.kill()
+        print(
+            f"{CLIENTS} clients: {four.requests_per_s:.0f} req/s, p50 {four.p50_ms:.2f} ms, "
+            f"p99 {four.p99_ms:.2f} ms, failed {four.failed}"
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return FloorFigures(single, four)
+
+
 def bench_runtime(
     runtime: str,
     store: Path,
@@ -619,6 +691,28 @@ def finite(value: object) -> object:
     return value
 
 
+def ratio_table(results: list[RuntimeFigures], floor: FloorFigures) -> str:
+    """Each runtime as multiples of the floor measured in the same run, beside the goals."""
+    lines = [
+        f"against the floor (bare Flask + waitress, same run): one client p50 "
+        f"{floor.one_client.p50_ms:.2f} ms, p99 {floor.one_client.p99_ms:.2f} ms; "
+        f"{CLIENTS} clients {floor.four_clients.requests_per_s:.0f} req/s",
+        f"{'runtime':<8} {'p50 x':>8} {'goal':>7} {'p99 x':>8} {'goal':>7} "
+        f"{'4c req/s x':>11} {'goal':>7}",
+    ]
+    for r in results:
+        goals, v = RATIO_GOALS[r.runtime], r.verdicts()
+        lines.append(
+            f"{r.runtime:<8} {r.ratios['p50']:>7.2f}{'' if v['p50/floor'] else '!'} "
+            f"{'<= ' + str(goals['p50']):>7} "
+            f"{r.ratios['p99']:>7.2f}{'' if v['p99/floor'] else '!'} "
+            f"{'<= ' + str(goals['p99']):>7} "
+            f"{r.ratios['rps']:>10.2f}{'' if v['rps/floor'] else '!'} "
+            f"{'>= ' + str(goals['rps']):>7}"
+        )
+    return "\n".join(lines)
+
+
 def table(results: list[RuntimeFigures], args: argparse.Namespace) -> str:
     header = (
         f"{'runtime':<8} {'cold s':>7} {'p50 ms':>7} {'p99 ms':>7} {'4c req/s':>9} "
@@ -717,11 +811,16 @@ def main(argv: list[str] | None = None) -> int:
     args.loadavg_before = load_average()
     results: list[RuntimeFigures] = []
     with tempfile.TemporaryDirectory(prefix="edgecast-bench-") as tmp:
+        floor = bench_floor(body, args, Path(tmp))
         for runtime in runtimes:
             results.append(bench_runtime(runtime, store, model_ids, body, args, Path(tmp)))
+    for result in results:
+        result.compare(floor)
 
     print()
     print(table(results, args))
+    print()
+    print(ratio_table(results, floor))
     if args.json:
         report = {
             "machine": {
@@ -733,6 +832,8 @@ def main(argv: list[str] | None = None) -> int:
             },
             "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "goals": GOALS,
+            "ratio_goals": RATIO_GOALS,
+            "floor": asdict(floor),
             "runtimes": {
                 r.runtime: {**asdict(r), "failed": r.failed, "verdicts": r.verdicts()}
                 for r in results
