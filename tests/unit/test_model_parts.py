@@ -30,6 +30,21 @@ def test_calendar_features_know_the_hour_and_the_weekend():
     ]
 
 
+def test_calendar_features_are_those_of_the_formula_at_every_hour():
+    """The weekly lookup table gives the formula's values bit for bit, from 1950 to 2100."""
+    hours = np.arange(-20 * 8766, 130 * 8766, dtype=np.int64)
+    hour_of_day = (hours % 24).astype(np.float64)
+    day_of_week = ((hours // 24 + 3) % 7).astype(np.float64)
+    day_angle = 2 * np.pi * hour_of_day / 24
+    week_angle = 2 * np.pi * (day_of_week + hour_of_day / 24) / 7
+    weekend = (day_of_week >= 5).astype(np.float64)
+    formula = np.stack(
+        [np.sin(day_angle), np.cos(day_angle), np.sin(week_angle), np.cos(week_angle), weekend],
+        axis=-1,
+    )
+    assert np.array_equal(calendar_features(hours * 3600), formula)
+
+
 def test_lags_point_at_the_same_hour_on_previous_days():
     config = SBNConfig(window=600, horizon=48, lag_days=3, recent_hours=2)
     lags = step_indices(config)[:, :3]
