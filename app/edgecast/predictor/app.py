@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 from flask import Blueprint, Flask, Response, jsonify, request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from werkzeug.exceptions import HTTPException
 
 from edgecast.bundle import BundleError
@@ -243,10 +243,16 @@ def create_app(state: PredictorState) -> Flask:
         log.exception("unexpected error on %s %s", request.method, request.path)
         return _error(f"internal error: {type(exc).__name__}", 500)
 
+    counters: dict[tuple[str, int], Counter] = {}  # labels() takes a lock and builds a key
+
     @app.after_request
     def count(response: Response) -> Response:
         rule = request.url_rule.rule if request.url_rule else "unmatched"
-        state.metrics.requests.labels(rule, str(response.status_code)).inc()
+        key = (rule, response.status_code)
+        counter = counters.get(key)
+        if counter is None:
+            counter = counters[key] = state.metrics.requests.labels(rule, str(key[1]))
+        counter.inc()
         return response
 
     return app

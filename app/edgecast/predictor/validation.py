@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,14 +74,18 @@ def _object_without_duplicates(pairs: list[tuple[str, object]]) -> dict[str, obj
     return result
 
 
+# json.loads with these arguments would build a decoder for every request.
+_DECODER = json.JSONDecoder(
+    parse_constant=_reject_constant, object_pairs_hook=_object_without_duplicates
+)
+
+
 def parse_json(body: bytes, expected: str) -> object:
     """The JSON document in ``body``; ``expected`` tells the client what to send instead."""
     if not body:
         raise RequestError(f"empty body: send {expected}")
     try:
-        return json.loads(
-            body, parse_constant=_reject_constant, object_pairs_hook=_object_without_duplicates
-        )
+        return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except RequestError:
         raise
     except RecursionError:
@@ -201,7 +204,6 @@ def _iso_hours(first: int, count: int) -> tuple[str, ...]:
 
 
 def finite_or_error(values: np.ndarray) -> list[float]:
-    out = values.tolist()
-    if not all(math.isfinite(v) for v in out):
+    if not np.isfinite(values).all():
         raise RequestError("the model produced a non-finite forecast for this input", status=422)
-    return out
+    return values.tolist()  # type: ignore[no-any-return]
