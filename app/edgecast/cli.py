@@ -18,6 +18,7 @@ from edgecast.bundle import DEFAULT_PARITY_LIMIT
 from edgecast.data import DEFAULT_DATA_DIR, list_buildings, load_building
 
 DEFAULT_STORE = Path("var/models")
+LOSSES = ("mae", "mse", "huber")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -42,6 +43,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 litert=not args.no_litert,
                 signing_key_path=args.signing_key,
                 until=args.until,
+                loss=args.loss,
             ),
             log=lambda message: print(message, file=sys.stderr),
         )
@@ -366,6 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--boosters", type=int, default=3)
     train.add_argument("--epochs", type=int, default=40, help="maximum epochs (early stopping)")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--loss",
+        choices=LOSSES,
+        default="mae",
+        help="training loss on the framed loads (default %(default)s)",
+    )
     train.add_argument("--temperature", action="store_true", help="use outdoor temperature too")
     train.add_argument(
         "--normalization",

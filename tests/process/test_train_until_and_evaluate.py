@@ -161,5 +161,15 @@ def test_evaluate_says_what_is_wrong_with_its_arguments(trained_store: TrainedSt
         check=False,
     )
     assert missing.returncode == 2 and "holds no bundle trained on b4, b97" in missing.stderr
-    late = edgecast("evaluate", bundle, "--from", "2030-01-01", "--to", "2030-02-01", check=False)
+    late = edgecast(
+        "evaluate",
+        bundle,
+        "--runtime",
+        "litert",
+        "--from",
+        "2030-01-01",
+        "--to",
+        "2030-02-01",
+        check=False,
+    )
     assert late.returncode == 2 and "no day from 2030-01-01 to 2030-02-01" in late.stderr
