@@ -7,6 +7,7 @@ keeps answering valid requests.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -200,3 +201,16 @@ def test_a_load_failing_in_an_unforeseen_way_is_a_json_422_and_the_old_model_ser
         "serving_model_id": golden_bundle.name,
     }
     assert assert_serves(client, body)["model_id"] == golden_bundle.name
+
+
+def test_the_fast_path_answers_as_the_flask_view_does(client: FlaskClient, body: dict) -> None:
+    """A plain request is answered by PredictFastPath, one with a charset parameter by the Flask
+    view: the same bytes, headers and counted request."""
+    data = json.dumps(body).encode()
+    fast = client.post("/v1/predict", data=data, content_type="application/json")
+    view = client.post("/v1/predict", data=data, content_type="application/json; charset=utf-8")
+    assert fast.status_code == view.status_code == 200
+    assert fast.data == view.data
+    assert fast.headers == view.headers
+    metrics = client.get("/metrics").text
+    assert 'edgecast_requests_total{endpoint="/v1/predict",status="200"}' in metrics

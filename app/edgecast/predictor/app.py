@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hmac
+import io
 import json
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
@@ -38,6 +41,15 @@ class PredictorState:
     holder: ModelHolder
     metrics: PredictorMetrics
     load_error: str | None = None
+    # Request counters by endpoint and status, looked up once (labels() locks and builds a key).
+    counters: dict[tuple[str, int], Counter] = field(default_factory=dict)
+
+    def count(self, endpoint: str, status: int) -> None:
+        counter = self.counters.get((endpoint, status))
+        if counter is None:
+            counter = self.metrics.requests.labels(endpoint, str(status))
+            self.counters[(endpoint, status)] = counter
+        counter.inc()
 
     def record_model(self, serving: ServingModel) -> None:
         self.metrics.model_info.clear()
@@ -61,6 +73,69 @@ def _model_view(serving: ServingModel | None) -> dict[str, object] | None:
     }
 
 
+def _prediction(state: PredictorState, serving: ServingModel, body: bytes) -> dict[str, object]:
+    """The answer to a prediction request's body on ``serving``; RequestError when it is bad."""
+    forecaster = serving.forecaster
+    parsed = parse_predict_request(
+        parse_json(body, PREDICT_BODY), forecaster.config, state.config.years
+    )
+    values = forecaster.forecast(parsed.loads, parsed.last_timestamp, parsed.temperatures)
+    return {
+        "model_id": serving.model_id,
+        "runtime": state.config.runtime,
+        "timestamps": iso_hours(parsed.last_timestamp + 3600, forecaster.config.horizon),
+        "forecast_kwh": finite_or_error(values),
+    }
+
+
+class PredictFastPath:
+    """WSGI middleware that answers a valid ``POST /v1/predict`` without Flask's per-request
+    machinery (request context, routing, response object, after-request hooks), which costs
+    about as much as the forecast itself.
+
+    It takes only the plain case: ``Content-Type: application/json``, a Content-Length within
+    the limit, a model serving, and a body that gets a forecast. Anything else, and every
+    request it would refuse, goes to the Flask app with its body, which answers it as always;
+    so the answers are the app's, byte for byte (``jsonify``'s compact JSON and newline).
+    """
+
+    PATH = "/v1/predict"
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], state: PredictorState) -> None:
+        self.app = app
+        self.state = state
+        self.max_body_bytes = state.config.max_body_bytes
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., object]
+    ) -> Iterable[bytes]:
+        started = time.perf_counter()
+        serving = self.state.holder.current
+        if (
+            serving is None
+            or environ.get("PATH_INFO") != self.PATH
+            or environ.get("REQUEST_METHOD") != "POST"
+            or environ.get("CONTENT_TYPE") != "application/json"
+        ):
+            return self.app(environ, start_response)
+        length = environ.get("CONTENT_LENGTH", "")
+        if not length.isdigit() or int(length) > self.max_body_bytes:
+            return self.app(environ, start_response)
+        body = environ["wsgi.input"].read(int(length))
+        try:
+            answer = _prediction(self.state, serving, body)
+        except Exception:  # refused or failed: the app answers it, with the body it read
+            environ["wsgi.input"] = io.BytesIO(body)
+            return self.app(environ, start_response)
+        data = (json.dumps(answer, separators=(",", ":")) + "\n").encode()
+        start_response(
+            "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+        )
+        self.state.count(self.PATH, 200)
+        self.state.metrics.predict_latency.observe(time.perf_counter() - started)
+        return [data]
+
+
 def _api(state: PredictorState) -> Blueprint:
     api = Blueprint("api", __name__)
     holder, metrics, runtime = state.holder, state.metrics, state.config.runtime
@@ -73,21 +148,7 @@ def _api(state: PredictorState) -> Blueprint:
         serving = holder.current  # this request finishes on this model, whatever swaps happen
         if serving is None:
             return _error("no model is loaded yet", 503, reason=state.load_error)
-        body = request.get_data(cache=False)
-        forecaster = serving.forecaster
-        parsed = parse_predict_request(
-            parse_json(body, PREDICT_BODY), forecaster.config, state.config.years
-        )
-        values = forecaster.forecast(parsed.loads, parsed.last_timestamp, parsed.temperatures)
-        horizon = forecaster.config.horizon
-        response = jsonify(
-            {
-                "model_id": serving.model_id,
-                "runtime": runtime,
-                "timestamps": iso_hours(parsed.last_timestamp + 3600, horizon),
-                "forecast_kwh": finite_or_error(values),
-            }
-        )
+        response = jsonify(_prediction(state, serving, request.get_data(cache=False)))
         metrics.predict_latency.observe(time.perf_counter() - started)
         return response
 
@@ -243,16 +304,13 @@ def create_app(state: PredictorState) -> Flask:
         log.exception("unexpected error on %s %s", request.method, request.path)
         return _error(f"internal error: {type(exc).__name__}", 500)
 
-    counters: dict[tuple[str, int], Counter] = {}  # labels() takes a lock and builds a key
-
     @app.after_request
     def count(response: Response) -> Response:
-        rule = request.url_rule.rule if request.url_rule else "unmatched"
-        key = (rule, response.status_code)
-        counter = counters.get(key)
-        if counter is None:
-            counter = counters[key] = state.metrics.requests.labels(rule, str(key[1]))
-        counter.inc()
+        state.count(
+            request.url_rule.rule if request.url_rule else "unmatched", response.status_code
+        )
         return response
+
+    app.wsgi_app = PredictFastPath(app.wsgi_app, state)  # type: ignore[method-assign]
 
     return app
