@@ -108,7 +108,8 @@ def main() -> int:
     store = Path(f"/var/lib/edgecast-bench-{suffix}") / "models"
     inventory = work / "inventory.yml"
     revision = "0" * 40
-    inventory.write_text(json.dumps(edge_inventory(node, namespace, store, image, work, revision)))
+    inventory.write_text(json.dumps(edge_inventory(node, namespace, store, work, revision)))
+    tag = ("-e", f"predictor_image_tag={image.split(':', 1)[1]}")
     rollout_kubeconfig = work / "rollout.kubeconfig"
     loads: dict[str, LoadProcess] = {}
     table: list[dict[str, float]] = []
@@ -117,13 +118,14 @@ def main() -> int:
         if not args.image:
             base_image("amd64")
             started = time.monotonic()
-            run_playbook("playbooks/predictor-image.yml", "-i", str(inventory))
+            run_playbook("playbooks/predictor-image.yml", "-i", str(inventory), *tag)
             print(f"predictor image {image} built in {time.monotonic() - started:.0f} s")
         started = time.monotonic()
         run_playbook("playbooks/deploy-predictor.yml", "-i", str(inventory),
             "-e", f"predictor_deploy_kubeconfig={cluster.kubeconfig}",
             "-e", f"predictor_deploy_rollout_kubeconfig={rollout_kubeconfig}",
-            "-e", f"predictor_deploy_bundle={bundles[0]}")  # fmt: skip
+            "-e", f"predictor_deploy_bundle={bundles[0]}",
+            "-e", f"predictor_deploy_image={image}")  # fmt: skip
         print(f"first deployment ({bundles[0].name}) in {time.monotonic() - started:.0f} s")
         service = cluster.core().read_namespaced_service(f"predictor-{node}", namespace)
         cluster.wait_proxied(service.spec.cluster_ip, 8080)

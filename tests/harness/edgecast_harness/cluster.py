@@ -277,14 +277,13 @@ tar -C /rootfs -c .
     return tag
 
 
-def edge_inventory(
-    node: str, namespace: str, store: Path, image: str, work: Path, revision: str
-) -> dict:
+def edge_inventory(node: str, namespace: str, store: Path, work: Path, revision: str) -> dict:
     """An inventory that makes the cluster's node an edge host reached locally.
 
-    The deploy and rollout playbooks run against it as they would against a k3s node: the
-    image is built on the node from the Debian base image of tests/infra/base-image.sh (with
-    this machine's CA bundle for pip), the store is a host folder that the pods mount.
+    The image, predictor-image, deploy and rollout playbooks run against it as they would
+    against a k3s node: the image is built on the node from the Debian base image of
+    tests/infra/base-image.sh (with this machine's CA bundle for pip), the store is a host
+    folder that the pods mount. Which image the deploy role uses is its caller's choice.
     """
     host = {
         "ansible_connection": "local",
@@ -296,11 +295,11 @@ def edge_inventory(
             "children": {"edge": {"hosts": {node: host}}},
             "vars": {
                 "edgecast_deployment": "k3s",
+                # The harness's kubelet runs its pods on this machine's Docker (cri-dockerd).
+                "k3s_container_runtime": "docker",
                 "edgecast_namespace": namespace,
                 "predictor_deploy_namespace": namespace,
                 "predictor_deploy_store": str(store),
-                "predictor_deploy_image": image,
-                "predictor_image_tag": image.split(":", 1)[1],
                 "predictor_image_base_image": BASE_IMAGE,
                 "predictor_image_extra_ca_bundle": HOST_CA_BUNDLE,
                 "predictor_image_build_dir": str(work / "context"),

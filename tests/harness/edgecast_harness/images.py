@@ -60,7 +60,7 @@ def local_edge_inventory(directory: Path, group: str | None = None) -> Path:
     inventory = {
         "all": {
             "children": {"edge": {"hosts": {"localhost": host}, "children": children}},
-            "vars": {"edgecast_deployment": "k3s"},
+            "vars": {"edgecast_deployment": "k3s", "k3s_container_runtime": "docker"},
         }
     }
     path = directory / "inventory.yml"
