@@ -1,15 +1,16 @@
 """Deploy and roll out on a real Kubernetes node: the k3s path end to end, under steady load.
 
 The cluster is the harness of tests/infra/cluster (a real API server, kubelet on this machine's
-Docker engine, kube-proxy). The predictor image is built by the predictor_image role, the
-first model deployed by `playbooks/deploy-predictor.yml`, and every rollout is
-`ansible-playbook rollout-model.yml` with only the namespace-scoped rollout kubeconfig that the
-deploy role wrote, while edgecast_harness.load_client sends requests to the node's Service ClusterIP
-from a separate process. In order: the first deployment (a second run and ``--check`` change
-nothing), a changed setting applied in place before any rollout, a rollout in check mode, a pod
-switch to the second model that keeps the deployed spec, the deploy role re-run after it (it
-keeps the rollout's model), a corrupted bundle refused before the cluster changes, a bundle that
-fails the parity gate on the node (reverted), a rollback, and the deploy role re-run with a
+Docker engine, kube-proxy). The predictor image is built by the predictor_image role, the first
+model deployed by `playbooks/deploy-predictor.yml`, and every rollout is `ansible-playbook
+rollout-model.yml` with only the namespace-scoped rollout kubeconfig that the deploy role wrote,
+while edgecast_harness.load_client sends requests to the node's Service ClusterIP from a
+separate process. In order: the first deployment (a second run and ``--check`` change nothing),
+the image the predictor_image role builds in the same run replacing the pod (its tag carries the
+build context), a changed setting applied in place before any rollout, a rollout in check mode,
+a pod switch to the second model that keeps the deployed spec, the deploy role re-run after it
+(it keeps the rollout's model), a corrupted bundle refused before the cluster changes, a bundle
+that fails the parity gate on the node (reverted), a rollback, and the deploy role re-run with a
 store that keeps one bundle (the models in use stay).
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import secrets
 import shutil
 import statistics
@@ -34,8 +36,10 @@ from edgecast_harness.bodies import window_from_data
 from edgecast_harness.bundle_faults import clone_bundle, flip_weights_byte, shift_reference_outputs
 from edgecast_harness.bundles import TrainedStore
 from edgecast_harness.cluster import Cluster, edge_inventory, phases_of, wait_for
+from edgecast_harness.docker import docker
 from edgecast_harness.images import REVISION, BuiltImage
 from edgecast_harness.load_client import LoadProcess
+from edgecast_harness.paths import REPO
 from edgecast_harness.playbook import PlaybookRun, run_playbook
 
 # Debian base images (tests/infra/base-image.sh ARCH [FLAVOUR]) that conftest.py prepares
@@ -179,7 +183,7 @@ def inventory(
     image = predictor_image.ref
     # Under /var/lib: every parent is world-searchable, so uid 10001 in the pods can read it.
     store = Path(f"/var/lib/edgecast-test-{suffix}") / "models"
-    inventory = edge_inventory(node, namespace, store, image, work, REVISION)
+    inventory = edge_inventory(node, namespace, store, work, REVISION)
     path = work / "inventory.yml"
     path.write_text(json.dumps(inventory))
     try:
@@ -209,6 +213,8 @@ def edge(
         f"predictor_deploy_rollout_kubeconfig={rollout_kubeconfig}",
         "-e",
         f"predictor_deploy_bundle={first}",
+        "-e",
+        f"predictor_deploy_image={image}",
     )
     edge = Edge(kube_cluster, node, namespace, path, store, rollout_kubeconfig, image, args)
     try:
@@ -262,6 +268,60 @@ def test_the_deploy_role_serves_the_first_model_through_the_service(
     checked = edge.deploy("--check").assert_ok()
     assert checked.changed(edge.node) == 0, checked.tail(5000)
     assert edge.snapshot() == before
+
+
+def test_the_image_the_role_builds_is_the_one_the_pods_run(
+    edge: Edge, predictor_image: BuiltImage, trained_store: TrainedStore, work: Path
+) -> None:
+    """The image and deploy plays in one run, as site.yml runs them, with the roles' default tag:
+    the reference the build publishes (its tag carries the build context's digest) is the one
+    the Deployment gets, and the pod is replaced to run it."""
+    first = trained_store.model_ids[0]
+    image_vars = {
+        "predictor_image_source_dir": str(predictor_image.source_dir),
+        "predictor_image_build_dir": str(predictor_image.build_dir),
+    }
+    image_arg = edge.deploy_args.index(f"predictor_deploy_image={edge.image}")
+    deploy_args = edge.deploy_args[: image_arg - 1]
+    both = work / "image-and-deploy.yml"
+    both.write_text(
+        json.dumps(
+            [
+                {"ansible.builtin.import_playbook": str(REPO / "playbooks" / name)}
+                for name in ("predictor-image.yml", "deploy-predictor.yml")
+            ]
+        )
+    )
+    result = playbook(
+        str(both), *deploy_args[1:], "-e", json.dumps(image_vars), timeout=900
+    ).assert_ok()
+
+    labels = json.loads(
+        docker("image", "inspect", "--format", "{{json .Config.Labels}}", edge.image).stdout
+    )
+    digest = labels["io.edgecast.context-digest"]
+    (built,) = result.results("Publish the image reference of this build context")
+    ref = built["ansible_facts"]["predictor_image_ref"]
+    assert re.fullmatch(rf"edgecast-predictor:[0-9.]+-amd64-{digest[:12]}", ref), ref
+    # The same build context: Docker's cache gives the same image, now under the context's tag.
+    image_id = docker("image", "inspect", "--format", "{{.Id}}", edge.image).stdout
+    assert docker("image", "inspect", "--format", "{{.Id}}", ref).stdout == image_id
+    assert result.changed(edge.node) >= 1, result.tail(5000)  # the Deployment, at least
+
+    def runs_the_built_image() -> bool:
+        pods = edge.cluster.core().list_namespaced_pod(edge.namespace, label_selector=APP_SELECTOR)
+        return [p.spec.containers[0].image for p in pods.items] == [ref] and any(
+            c.type == "Ready" and c.status == "True" for c in pods.items[0].status.conditions or []
+        )
+
+    wait_for("the pod to run the new image", runs_the_built_image, 120, details=edge.describe)
+    assert (
+        wait_for("a forecast through the ClusterIP", edge.predict, timeout=60)["model_id"] == first
+    )
+    # Later tests deploy this image: their runs change only what they mean to change.
+    edge.image = ref
+    edge.deploy_args = (*deploy_args, "-e", f"predictor_deploy_image={ref}")
+    assert edge.deploy().assert_ok().changed(edge.node) == 0
 
 
 def test_a_changed_setting_before_any_rollout_is_applied_in_place(

@@ -102,7 +102,14 @@ def test_each_node_builds_its_image_in_its_own_engine(
     for name in EDGE:
         assert built.changed(name) >= 2, built.tail()
         listed = sudo(fleet, name, "docker image ls --format '{{.Repository}}:{{.Tag}}'").split()
-        (ref,) = [image for image in listed if image.startswith("edgecast-predictor:")]
+        # One image, tagged <version>-<arch> and <version>-<arch>-<its build context's digest>.
+        alias, ref = sorted(image for image in listed if image.startswith("edgecast-predictor:"))
+        (published,) = built.results("Publish the image reference of this build context", name)
+        assert published["ansible_facts"]["predictor_image_ref"] == ref
+        digest = sudo(
+            fleet, name, f"docker image inspect --format '{{{{json .Config.Labels}}}}' {alias}"
+        )
+        assert ref == f"{alias}-{json.loads(digest)['io.edgecast.context-digest'][:12]}"
         refs[name] = ref
         answer = sudo(
             fleet, name, f"docker run --rm --entrypoint /opt/edgecast/bin/edgecast {ref} --help"
