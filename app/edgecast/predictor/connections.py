@@ -200,6 +200,8 @@ class PredictorServer(TcpWSGIServer):
         self.probe_dispatcher.set_thread_count(1)
         super().__init__(application, map={}, adj=adj)
         metrics.open_connections.set_function(lambda: len(self.active_channels))
+        # Read when scraped: counting in the request path would cost every request a lock.
+        metrics.inflight.set_function(self.requests_in_progress)
 
     # --- accepting, within the limit ------------------------------------------------------
 
@@ -331,6 +333,10 @@ class PredictorServer(TcpWSGIServer):
             if now >= self.next_channel_cleanup:
                 self.next_channel_cleanup = now + POLL_S
                 self.maintenance(now)
+
+    def requests_in_progress(self) -> int:
+        """Requests received and not yet answered in full: queued, running, or being sent."""
+        return sum(len(channel.requests) for channel in list(self.active_channels.values()))
 
     def busy_connections(self, idle_s: float) -> int:
         """Connections that may still carry a request: one being received, answered or read,

@@ -19,9 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from types import FrameType
 
-from prometheus_client import Gauge
 from waitress.adjustments import Adjustments
-from werkzeug.wsgi import ClosingIterator
 
 from edgecast.bundle import BundleError, load_bundle_dir
 from edgecast.forecaster import ParityError, load_forecaster
@@ -37,32 +35,6 @@ log = logging.getLogger("edgecast.predictor")
 # Open files besides the connections: the listener, the trigger's pipe, logs, the model files,
 # the runtimes' own.
 FILES_BESIDES_CONNECTIONS = 64
-
-
-class InflightTracker:
-    """WSGI middleware counting requests until their response has been handed to waitress.
-
-    The gauge reads the count when scraped, so a request pays for one lock, not three.
-    """
-
-    def __init__(self, app: Callable[..., Iterable[bytes]], gauge: Gauge) -> None:
-        self.app = app
-        self._lock = threading.Lock()
-        self.count = 0
-        gauge.set_function(lambda: self.count)
-
-    def _leave(self) -> None:
-        with self._lock:
-            self.count -= 1
-
-    def __call__(self, environ: dict[str, object], start_response: Callable[..., object]) -> object:
-        with self._lock:
-            self.count += 1
-        try:
-            return ClosingIterator(self.app(environ, start_response), [self._leave])
-        except BaseException:
-            self._leave()
-            raise
 
 
 def build_state(config: PredictorConfig) -> PredictorState:
@@ -153,12 +125,9 @@ class GracefulShutdown:
 
     IDLE_S = 1.0  # a keep-alive connection idle this long is closed at exit without a request
 
-    def __init__(
-        self, server: PredictorServer, state: PredictorState, tracker: InflightTracker
-    ) -> None:
+    def __init__(self, server: PredictorServer, state: PredictorState) -> None:
         self.server = server
         self.state = state
-        self.tracker = tracker
         self.signalled_at: float | None = None
         self.drain_deadline: float | None = None
         self.handshakes_settled_at: float | None = None
@@ -199,9 +168,9 @@ class GracefulShutdown:
             return False
         if busy or self.listening:
             log.warning(
-                "drain timeout: closing %d busy connection(s), %d request(s) in the app",
+                "drain timeout: closing %d busy connection(s), %d with a request in the works",
                 busy,
-                self.tracker.count,
+                self.server.requests_in_progress(),
             )
         return True
 
@@ -246,10 +215,8 @@ def serve(config: PredictorConfig) -> int:
     reserve_file_descriptors(config.connection_limit)
     state = build_state(config)
     app = create_app(state)
-    tracker = InflightTracker(app.wsgi_app, state.metrics.inflight)
-    app.wsgi_app = tracker  # type: ignore[method-assign]
     server = create_server(config, app, state)
-    shutdown = GracefulShutdown(server, state, tracker)
+    shutdown = GracefulShutdown(server, state)
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     threading.Thread(target=load_initial_model, args=(state,), name="load", daemon=True).start()
