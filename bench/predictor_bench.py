@@ -11,6 +11,10 @@ For every runtime it starts a real ``edgecast serve`` process on 127.0.0.1 and m
 * hot swap: ``POST /admin/v1/models`` alternating between two models, with one client
   sending requests all along (none may fail).
 
+Before the runtimes, the same clients measure the floor (``bench/predictor_floor.py``, a bare
+Flask app under waitress), and each runtime's latency and throughput are reported as multiples
+of it.
+
 Run it with the project's interpreter, e.g.
 ``.venv/bin/python bench/predictor_bench.py --store /tmp/bench-store --json /tmp/bench.json``.
 """
