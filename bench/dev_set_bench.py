@@ -78,7 +78,7 @@ def main() -> int:
     parser.add_argument("--svg", type=Path, help="plot the ratio to seasonal naive here")
     parser.add_argument("--normalization", choices=("global", "window"), default="window")
     parser.add_argument("--recent-hours", type=int, default=24)
-    parser.add_argument("--lag-days", type=int, default=21)
+    parser.add_argument("--lag-days", type=int, default=14)
     parser.add_argument("--loss", choices=("mae", "mse", "huber"), default="mae")
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--no-litert", action="store_true", help="skip the LiteRT export")

@@ -55,7 +55,7 @@ class ArchitectureError(ValueError):
 class SBNConfig:
     window: int = 600
     horizon: int = 24
-    lag_days: int = 21
+    lag_days: int = 14
     recent_hours: int = 24
     context_units: int = 32
     booster_units: int = 32

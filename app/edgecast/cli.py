@@ -24,38 +24,43 @@ LOSSES = ("mae", "mse", "huber")
 def _cmd_train(args: argparse.Namespace) -> int:
     from edgecast.training import TrainOptions, format_metrics, train
 
-    config = SBNConfig(
-        window=args.window,
-        horizon=args.horizon,
-        boosters=args.boosters,
-        use_temperature=args.temperature,
-        normalization=args.normalization,
-    )
-    for building in args.building or list_buildings(args.data_dir):
-        result = train(
-            TrainOptions(
-                building=building,
-                out_dir=args.out,
-                data_dir=args.data_dir,
-                config=config,
-                epochs=args.epochs,
-                seed=args.seed,
-                litert=not args.no_litert,
-                signing_key_path=args.signing_key,
-                until=args.until,
-                loss=args.loss,
-            ),
-            log=lambda message: print(message, file=sys.stderr),
+    try:
+        config = SBNConfig(
+            window=args.window,
+            horizon=args.horizon,
+            boosters=args.boosters,
+            lag_days=args.lag_days,
+            use_temperature=args.temperature,
+            normalization=args.normalization,
         )
-        print(format_metrics(building, result.metrics))
-        print(f"bundle: {result.bundle_path}")
-        if result.ratio_to_naive > 1.0:
-            print(
-                f"WARNING: {result.bundle_path.name} is worse than seasonal naive on its held-out "
-                f"period (MAE {result.ratio_to_naive:.3f}x naive's): rollout-model.yml refuses it "
-                "unless -e rollout_allow_worse_than_naive=true",
-                file=sys.stderr,
+        for building in args.building or list_buildings(args.data_dir):
+            result = train(
+                TrainOptions(
+                    building=building,
+                    out_dir=args.out,
+                    data_dir=args.data_dir,
+                    config=config,
+                    epochs=args.epochs,
+                    seed=args.seed,
+                    litert=not args.no_litert,
+                    signing_key_path=args.signing_key,
+                    until=args.until,
+                    loss=args.loss,
+                ),
+                log=lambda message: print(message, file=sys.stderr),
             )
+            print(format_metrics(building, result.metrics))
+            print(f"bundle: {result.bundle_path}")
+            if result.ratio_to_naive > 1.0:
+                print(
+                    f"WARNING: {result.bundle_path.name} is worse than seasonal naive on its "
+                    f"held-out period (MAE {result.ratio_to_naive:.3f}x naive's): "
+                    "rollout-model.yml refuses it unless -e rollout_allow_worse_than_naive=true",
+                    file=sys.stderr,
+                )
+    except ValueError as exc:  # hyper-parameters out of range, data too short or unreadable
+        print(f"edgecast train: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -366,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--window", type=int, default=600, help="input hours (default 600)")
     train.add_argument("--horizon", type=int, default=24, help="forecast hours (default 24)")
     train.add_argument("--boosters", type=int, default=3)
+    train.add_argument(
+        "--lag-days", type=int, default=14, help="same hour on how many previous days (default 14)"
+    )
     train.add_argument("--epochs", type=int, default=40, help="maximum epochs (early stopping)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(

@@ -86,10 +86,16 @@ def test_train_until_never_reads_the_data_after_its_date(tmp_path: Path) -> None
     )
 
 
-def test_train_refuses_a_date_that_is_not_one(tmp_path: Path) -> None:
+def test_train_refuses_a_date_that_is_not_one_or_leaves_too_little_data(tmp_path: Path) -> None:
     result = edgecast("train", "--until", "next tuesday", "--out", str(tmp_path), check=False)
     assert result.returncode == 2
     assert "'next tuesday' is not a date" in result.stderr
+    early = edgecast(
+        "train", "--building", "b13", "--until", "2016-01-10", "--out", str(tmp_path), check=False
+    )
+    assert early.returncode == 2
+    assert "series of 216 hours is shorter than window + horizon" in early.stderr
+    assert not any(tmp_path.iterdir())
 
 
 def test_evaluate_forecasts_what_the_predictor_serves_over_http(

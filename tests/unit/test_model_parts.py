@@ -58,7 +58,7 @@ def test_lags_point_at_the_same_hour_on_previous_days():
 
 def test_a_window_too_short_for_the_lags_is_refused_with_the_minimum():
     with pytest.raises(ArchitectureError, match="at least 504 hours"):
-        SBNConfig(window=400)
+        SBNConfig(window=400, lag_days=21)
 
 
 def test_keras_network_has_exactly_the_framework_free_layout():
