@@ -577,12 +577,7 @@ def bench_floor(body: bytes, args: argparse.Namespace, workdir: Path) -> FloorFi
             f"one client: p50 {single.p50_ms:.2f} ms, p99 {single.p99_ms:.2f} ms, "
             f"{single.requests_per_s:.0f} req/s, failed {single.failed}"
         )
-        pool = ClientPool(CLIENTS, process.pid, port, body, args.warmup // 4, args.duration)
-        try:
-            pool.start()
-            four = pool.finish(stop=False)
-        finally:
-            pool.kill()
+        four = client_pool(process.pid, port, body, args)
         print(
             f"{CLIENTS} clients: {four.requests_per_s:.0f} req/s, p50 {four.p50_ms:.2f} ms, "
             f"p99 {four.p99_ms:.2f} ms, failed {four.failed}"
@@ -591,6 +586,16 @@ def bench_floor(body: bytes, args: argparse.Namespace, workdir: Path) -> FloorFi
         process.terminate()
         process.wait(timeout=30)
     return FloorFigures(single, four)
+
+
+def client_pool(pid: int, port: int, body: bytes, args: argparse.Namespace) -> LoadFigures:
+    """CLIENTS client processes for ``args.duration`` seconds against the server ``pid``."""
+    pool = ClientPool(CLIENTS, pid, port, body, args.warmup // 4, args.duration)
+    try:
+        pool.start()
+        return pool.finish(stop=False)
+    finally:
+        pool.kill()
 
 
 def bench_runtime(
@@ -626,14 +631,7 @@ def bench_runtime(
         )
 
         print(f"{CLIENTS} client processes for {args.duration:g} s ...")
-        pool = ClientPool(
-            CLIENTS, predictor.pid, predictor.port, body, args.warmup // 4, args.duration
-        )
-        try:
-            pool.start()
-            four = pool.finish(stop=False)
-        finally:
-            pool.kill()
+        four = client_pool(predictor.pid, predictor.port, body, args)
         print(
             f"  {four.requests_per_s:.0f} req/s, p50 {four.p50_ms:.2f} ms, "
             f"p99 {four.p99_ms:.2f} ms, failed {four.failed}; CPU per request: "
