@@ -51,7 +51,7 @@ def test_the_unpacked_tree_digest_is_the_one_the_node_computes(tmp_path: Path) -
     with tarfile.open(tmp_path / "a.tar.gz") as archive:
         names = archive.getnames()
         archive.extractall(node, filter="data")
-    assert "app/pyproject.toml" in names and "app/edgecast/cli.py" in names
+    assert "app/pyproject.toml" in names and "app/edgecast/cli/__init__.py" in names
     assert not [n for n in names if "__pycache__" in n or "/." in n]
     assert node_digest(node) == digests["tree_sha256"]
 

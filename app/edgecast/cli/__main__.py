@@ -1,0 +1,7 @@
+"""``python -m edgecast.cli``."""
+
+import sys
+
+from edgecast.cli import main
+
+sys.exit(main())
