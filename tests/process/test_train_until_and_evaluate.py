@@ -141,41 +141,19 @@ def test_evaluate_forecasts_what_the_predictor_serves_over_http(
 
 def test_evaluate_says_what_is_wrong_with_its_arguments(trained_store: TrainedStore) -> None:
     bundle = str(trained_store.root / trained_store.model_ids[0])
-    backwards = edgecast(
-        "evaluate", bundle, "--from", "2017-12-01", "--to", "2017-11-01", check=False
-    )
-    assert backwards.returncode == 2 and "--from must come before --to" in backwards.stderr
-    store = edgecast(
-        "evaluate",
-        str(trained_store.root),
-        "--from",
-        "2017-11-01",
-        "--to",
-        "2017-12-01",
-        check=False,
-    )
-    assert store.returncode == 2 and "name the buildings to evaluate" in store.stderr
-    missing = edgecast(
-        "evaluate",
-        str(trained_store.root),
-        "--buildings",
-        "all",
-        "--from",
-        "2017-11-01",
-        "--to",
-        "2017-12-01",
-        check=False,
-    )
-    assert missing.returncode == 2 and "holds no bundle trained on b4, b97" in missing.stderr
-    late = edgecast(
-        "evaluate",
-        bundle,
-        "--runtime",
-        "litert",
-        "--from",
-        "2030-01-01",
-        "--to",
-        "2030-02-01",
-        check=False,
-    )
-    assert late.returncode == 2 and "no day from 2030-01-01 to 2030-02-01" in late.stderr
+    store = str(trained_store.root)
+    cases = [
+        ([bundle, "--from", "2017-12-01", "--to", "2017-11-01"], "--from must come before --to"),
+        ([store, "--from", "2017-11-01", "--to", "2017-12-01"], "name the buildings to evaluate"),
+        (
+            [store, "--buildings", "all", "--from", "2017-11-01", "--to", "2017-12-01"],
+            "holds no bundle trained on b4, b97",
+        ),
+        (
+            [bundle, "--runtime", "litert", "--from", "2030-01-01", "--to", "2030-02-01"],
+            "no day from 2030-01-01 to 2030-02-01",
+        ),
+    ]
+    for arguments, message in cases:
+        refused = edgecast("evaluate", *arguments, check=False)
+        assert refused.returncode == 2 and message in refused.stderr, (arguments, refused.stderr)
