@@ -277,10 +277,8 @@ def test_the_image_the_role_builds_is_the_one_the_pods_run(
     the reference the build publishes (its tag carries the build context's digest) is the one
     the Deployment gets, and the pod is replaced to run it."""
     first = trained_store.model_ids[0]
-    image_vars = {
-        "predictor_image_source_dir": str(predictor_image.source_dir),
-        "predictor_image_build_dir": str(predictor_image.build_dir),
-    }
+    # The source of the image this run built; the build context is the inventory's own.
+    image_vars = {"predictor_image_source_dir": str(predictor_image.source_dir)}
     image_arg = edge.deploy_args.index(f"predictor_deploy_image={edge.image}")
     deploy_args = edge.deploy_args[: image_arg - 1]
     both = work / "image-and-deploy.yml"

@@ -5,8 +5,8 @@ embeds, started for this module with its own root, state and socket (its CRI plu
 kubelet talks to it). The predictor_image role builds with Docker as on every node, then copies
 the image into containerd's k8s.io namespace, where a kubelet with imagePullPolicy Never looks;
 predictor_deploy's pre-flight check asks that runtime for the image before anything changes.
-The image is the one this test run built (the predictor_image fixture), rebuilt from Docker's
-cache under the role's default tag.
+The image is built from the same source as the one this test run built (the predictor_image
+fixture), from Docker's cache, under the role's default tag, in a build context of its own.
 """
 
 from __future__ import annotations
@@ -110,7 +110,8 @@ def build_for_containerd(work: Path, image: BuiltImage, ctr: list[str], *args: s
         "k3s_container_runtime": "containerd",
         "predictor_image_ctr": ctr,
         "predictor_image_source_dir": str(image.source_dir),
-        "predictor_image_build_dir": str(image.build_dir),
+        # Its own build context: the shared image's is left as its tests expect it.
+        "predictor_image_build_dir": str(work / "context"),
         "predictor_image_tag": "",  # the role's default tag, which carries the build context
     }
     inventory = local_edge_inventory(work)
