@@ -49,6 +49,8 @@ class TrainOptions:
     parity_atol_std: float = 1e-4
     signing_key_path: Path | None = None
     until: datetime | None = None
+    # Warm start (edgecast retrain): begin from these weights instead of a random draw.
+    initial_weights: dict[str, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ def train(options: TrainOptions, log: Callable[[str], object] = print) -> TrainR
     import keras
     import tensorflow as tf
 
-    from edgecast.sbn import build_sbn, weights_of
+    from edgecast.sbn import assign_weights, build_sbn, weights_of
 
     config = options.config
     until = None if options.until is None else pd.Timestamp(options.until)
@@ -125,6 +127,8 @@ def train(options: TrainOptions, log: Callable[[str], object] = print) -> TrainR
 
     keras.utils.set_random_seed(options.seed)
     model = build_sbn(config)
+    if options.initial_weights is not None:
+        assign_weights(model, config, options.initial_weights)
     model.compile(optimizer=keras.optimizers.Adam(options.learning_rate), loss=options.loss)
     history = model.fit(
         inputs(train_set),
