@@ -1,7 +1,8 @@
 """Action ``edgecast_bundle_verify``: check a bundle on the controller before anything moves.
 
 Thin: ``edgecast.bundle.load_bundle`` checks every digest, the layout of the weights, the
-reference outputs and, when a public key is given, the signature.
+reference outputs and, when a public key is given, the signature; ``edgecast.promotion`` refuses
+a candidate that ``edgecast retrain`` refused (it lost to the champion), whatever the options.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ short_description: Verify a model bundle on the controller
 description:
   - Fails with the reason when a digest, the weight layout, the reference outputs or the signature
     (required when O(public_key) is given) do not check out. Never changes anything.
+  - Fails for a bundle whose manifest says champion/challenger (C(edgecast retrain)) refused it.
 options:
   bundle:
     description: Bundle directory or tar archive on the controller.
@@ -64,12 +66,17 @@ class ActionModule(EdgecastPlugin.ControllerAction):
         bundles = EdgecastPlugin.require("edgecast_bundle_verify", "edgecast.bundle")
         signing = EdgecastPlugin.require("edgecast_bundle_verify", "edgecast.signing")
         floor = EdgecastPlugin.require("edgecast_bundle_verify", "edgecast.floor")
+        promotion = EdgecastPlugin.require("edgecast_bundle_verify", "edgecast.promotion")
 
         try:
             key = signing.load_public_key(Path(args["public_key"])) if args["public_key"] else None
             bundle = bundles.load_bundle(Path(args["bundle"]), key)
         except (bundles.BundleError, OSError, ValueError) as exc:
             return {"failed": True, "msg": f"bundle refused: {exc}"}
+        try:
+            promotion.check_not_refused(bundle.manifest)
+        except promotion.PromotionError as exc:
+            return {"failed": True, "msg": f"bundle refused by champion/challenger: {exc}"}
         try:
             warning = floor.check_floor(bundle.manifest, args["naive_floor"])
         except floor.FloorError as exc:

@@ -7,13 +7,15 @@ import logging
 import os
 import sys
 
-from edgecast.cli import artifacts, model, serving
+from edgecast.cli import artifacts, data, model, retrain, serving
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgecast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     model.add_commands(sub)
+    retrain.add_commands(sub)
+    data.add_commands(sub)
     serving.add_commands(sub)
     artifacts.add_commands(sub)
     return parser
