@@ -223,3 +223,32 @@ def test_a_model_worse_than_seasonal_naive_stays_in_the_cloud_unless_allowed(
     assert edge.rollout("-e", "rollback_to=previous").rc == 0
     assert edge.serving() == before
     assert all(r["status"] == 200 for r in load.records())
+
+
+def test_a_candidate_refused_by_champion_challenger_is_never_rolled_out(
+    edge: LocalEdge, load: LoadProcess, trained_store: TrainedStore, tmp_path: Path
+) -> None:
+    before, stored = edge.serving(), edge.stored()
+    other = next(m for m in trained_store.model_ids if m != before)
+    lost = clone_bundle(trained_store.root / other, tmp_path, "sbn-b13-lost-to-champion-0001")
+    manifest = read_manifest(lost)
+    manifest["promotion"] = {
+        "decision": "refused",
+        "reason": "does not beat the champion by the margin",
+        "champion_id": before,
+        "candidate_mae": 5.2,
+        "champion_mae": 5.0,
+        "margin": 0.02,
+    }
+    write_manifest(lost, manifest)
+
+    # No option ships it, not even the naive floor's override.
+    refused = edge.rollout(
+        "-e", f"model_bundle={lost}", "-e", "rollout_allow_worse_than_naive=true"
+    )
+    assert refused.rc != 0
+    assert "refused by champion/challenger" in refused.stdout, refused.stdout[-3000:]
+    assert f"lost to the champion '{before}'" in refused.stdout
+    assert edge.serving() == before
+    assert edge.stored() == stored
+    assert all(r["status"] == 200 for r in load.records())
