@@ -20,6 +20,7 @@ from edgecast.bundle.errors import cut_short
 from edgecast.forecaster import ParityError
 from edgecast.predictor.config import PredictorConfig
 from edgecast.predictor.holder import ModelHolder, ServingModel, SwapInProgress
+from edgecast.predictor.live_accuracy import LiveAccuracy
 from edgecast.predictor.observability import PredictorMetrics
 from edgecast.predictor.validation import (
     RequestError,
@@ -43,6 +44,13 @@ class PredictorState:
     load_error: str | None = None
     # Request counters by endpoint and status, looked up once (labels() locks and builds a key).
     counters: dict[tuple[str, int], Counter] = field(default_factory=dict)
+    # The forecasts issued, scored against the actuals later requests carry; the state's, not a
+    # model's, so that a swap keeps every model's figures.
+    live: LiveAccuracy = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.live = LiveAccuracy(self.config.live_max_series)
+        self.metrics.watch_live_accuracy(self.live)
 
     def count(self, endpoint: str, status: int) -> None:
         counter = self.counters.get((endpoint, status))
@@ -80,11 +88,15 @@ def _prediction(state: PredictorState, serving: ServingModel, body: bytes) -> di
         parse_json(body, PREDICT_BODY), forecaster.config, state.config.years
     )
     values = forecaster.forecast(parsed.loads, parsed.last_timestamp, parsed.temperatures)
+    forecast = finite_or_error(values)
+    state.live.observe(
+        parsed.series, serving.model_id, parsed.last_timestamp // 3600, parsed.loads, forecast
+    )
     return {
         "model_id": serving.model_id,
         "runtime": state.config.runtime,
         "timestamps": iso_hours(parsed.last_timestamp + 3600, forecaster.config.horizon),
-        "forecast_kwh": finite_or_error(values),
+        "forecast_kwh": forecast,
     }
 
 
@@ -175,6 +187,7 @@ def _api(state: PredictorState) -> Blueprint:
                 "runtime": runtime,
                 "manifest": serving.forecaster.bundle.summary(),
                 "previous": _model_view(holder.previous),
+                "live_accuracy": state.live.snapshot().to_dict(serving.model_id),
             }
         ), 200
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecast.bundle import DEFAULT_PARITY_LIMIT, ParityLimit
+from edgecast.predictor.live_accuracy import DEFAULT_MAX_SERIES
 from edgecast.predictor.validation import FIRST_YEAR, LAST_YEAR, Years
 from edgecast.runtimes import RUNTIMES
 
@@ -41,6 +42,9 @@ class PredictorConfig:
     # load's standard deviation. The node's bar, never the bundle's.
     max_parity_rtol: float = DEFAULT_PARITY_LIMIT.rtol
     max_parity_atol_std: float = DEFAULT_PARITY_LIMIT.atol_std
+    # Series (the requests' "series" field) whose forecasts live accuracy remembers; the least
+    # recently used is forgotten beyond it.
+    live_max_series: int = DEFAULT_MAX_SERIES
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
@@ -53,6 +57,8 @@ class PredictorConfig:
             raise ConfigError("the connection limit must be positive")
         if self.idle_timeout_s <= 0 or self.request_timeout_s <= 0:
             raise ConfigError("the idle and request timeouts must be positive")
+        if self.live_max_series < 1:
+            raise ConfigError("live_max_series must be positive")
         try:
             Years(self.first_year, self.last_year)
             ParityLimit(self.max_parity_rtol, self.max_parity_atol_std)

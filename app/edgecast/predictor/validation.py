@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 import numpy as np
 
 from edgecast.architecture import SBNConfig
+from edgecast.predictor.live_accuracy import DEFAULT_SERIES, SERIES_PATTERN
 
-ALLOWED_FIELDS = ("loads", "last_timestamp", "timestamps", "temperatures")
+ALLOWED_FIELDS = ("loads", "last_timestamp", "timestamps", "temperatures", "series")
 # What json.loads makes of a JSON number (bool, a subclass of int, is not one).
 _NUMBER_TYPES = frozenset({float, int})
 FIRST_YEAR, LAST_YEAR = 2000, 2100
@@ -38,6 +39,7 @@ class PredictRequest:
     loads: np.ndarray
     last_timestamp: int
     temperatures: np.ndarray | None
+    series: str = DEFAULT_SERIES  # whose loads these are: live accuracy scores each apart
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,16 @@ def _timestamp(name: str, value: object, years: Years) -> int:
     return int(moment.timestamp())
 
 
+def _series(value: object) -> str:
+    if not isinstance(value, str) or SERIES_PATTERN.fullmatch(value) is None:
+        shown = json.dumps(value)[:60]
+        raise RequestError(
+            f"'series' {shown} is not a series name: 1 to 64 letters, digits, '.', '_' or '-', "
+            'starting with a letter or digit (such as "b13")'
+        )
+    return value
+
+
 def _last_of_hourly(value: object, length: int, years: Years) -> int:
     if not isinstance(value, list) or len(value) != length:
         got = len(value) if isinstance(value, list) else type(value).__name__
@@ -187,7 +199,8 @@ def parse_predict_request(
             f"missing field 'temperatures': this model needs {config.window} hourly outdoor "
             "temperatures (degC) aligned with 'loads'"
         )
-    return PredictRequest(loads, last, temperatures)
+    series = _series(payload["series"]) if "series" in payload else DEFAULT_SERIES
+    return PredictRequest(loads, last, temperatures, series)
 
 
 def iso_hours(first: int, count: int) -> list[str]:

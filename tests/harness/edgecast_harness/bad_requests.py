@@ -172,6 +172,24 @@ BAD_INPUTS = [
         ("unknown field", "building"),
         id="unknown-field",
     ),
+    *[
+        pytest.param(
+            lambda b, series=series: {"json": {**b, "series": series}},
+            400,
+            ("'series'", "not a series name", "1 to 64 letters"),
+            id=f"series-{name}",
+        )
+        for name, series in {
+            "empty": "",
+            "with-a-space": "b 13",
+            "a-path": "../b13",
+            "65-characters": "b" * 65,
+            "a-number": 13,
+            "null": None,
+            "a-list": ["b13"],
+            "non-ascii": "b13\u00e9",
+        }.items()
+    ],
     pytest.param(
         lambda b: {"data": json.dumps(b), "headers": {"Content-Type": "text/plain"}},
         415,
