@@ -104,7 +104,12 @@ def _bundles_of(store: Path, building: str) -> list[str]:
     return found
 
 
-def _load_champion(options: RetrainOptions, public_key: object) -> Bundle | None:
+def _load_champion(options: RetrainOptions, signer: object) -> Bundle | None:
+    """The champion, verified: with ``--public-key`` when given, else with the signer's key when
+    the champion is signed (an unsigned champion of a store that starts signing is read as is)."""
+    from edgecast.bundle import BundleError
+    from edgecast.signing import load_public_key
+
     champion_id = champion_of(options.store, options.building)
     if champion_id is None:
         others = _bundles_of(options.store, options.building)
@@ -116,9 +121,18 @@ def _load_champion(options: RetrainOptions, public_key: object) -> Bundle | None
             )
         return None
     path = options.store / champion_id
-    if not (path / MANIFEST).is_file():
-        raise RetrainError(f"the champion {champion_id} is not in the store {options.store}")
-    return load_bundle(path, public_key)  # type: ignore[arg-type]
+    try:
+        signed = "signature" in json.loads((path / MANIFEST).read_text())
+        key = (
+            load_public_key(options.public_key_path)
+            if options.public_key_path is not None
+            else (signer if signed else None)
+        )
+        return load_bundle(path, key)  # type: ignore[arg-type]
+    except (OSError, ValueError, BundleError) as exc:
+        raise RetrainError(
+            f"the champion {champion_id} in {options.store} cannot be used: {exc}"
+        ) from None
 
 
 def _champion_end(champion: Bundle) -> datetime:
@@ -153,16 +167,14 @@ def _write_section(path: Path, section: dict[str, object], signing_key_path: Pat
 
 
 def retrain(options: RetrainOptions, log: Callable[[str], object] = print) -> RetrainResult:
-    from edgecast.signing import load_private_key, load_public_key
+    from edgecast.signing import load_private_key
     from edgecast.training import TrainOptions, train
 
     store, building = Path(options.store), options.building
     if not 0 <= options.margin < 1:
         raise RetrainError(f"--margin must be from 0 to under 1 (a fraction), not {options.margin}")
-    public_key = None
-    if options.public_key_path is not None:
-        public_key = load_public_key(options.public_key_path)
-    elif options.signing_key_path is not None:
+    public_key = None  # the candidate's: signed with --signing-key, or not at all
+    if options.signing_key_path is not None:
         public_key = load_private_key(options.signing_key_path).public_key()
     store.mkdir(parents=True, exist_ok=True)
     champion = _load_champion(options, public_key)

@@ -147,7 +147,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     retrain.add_argument("--signing-key", type=Path, help="Ed25519 private key (PEM) to sign with")
     retrain.add_argument(
-        "--public-key", type=Path, help="verify the champion with this key (default: the signer's)"
+        "--public-key",
+        type=Path,
+        help="verify the champion with this key (default: the --signing-key's, when it is signed)",
     )
     retrain.set_defaults(func=_cmd_retrain)
 
