@@ -8,6 +8,9 @@ cd "$root"
 bash scripts/setup.sh
 export PATH="$root/.venv/bin:$PATH"
 port=${EDGECAST_PORT:-8080}
+echo "== ansible-playbook site.yml: trains a model unless var/models holds one (a minute or two;"
+echo "   each task's output, the training's epochs among them, is shown when the task ends),"
+echo "   then serves it on 127.0.0.1:$port"
 ansible-playbook site.yml -e "local_runtime_port=$port" \
   -e "local_runtime_runtime=${EDGECAST_RUNTIME:-keras}" "$@"
 cat <<EOT

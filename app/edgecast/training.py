@@ -4,12 +4,13 @@ after the training period against seasonal-naive and linear baselines, and write
 from __future__ import annotations
 
 import hashlib
-import os
 import platform
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,9 @@ from edgecast.bundle import ParityTolerance, Reference, load_bundle, write_bundl
 from edgecast.data import DEFAULT_DATA_DIR, load_building, summarize
 from edgecast.features import Scaling, model_inputs, to_frame, to_kwh
 from edgecast.forecaster import load_forecaster
+from edgecast.framework_output import held_framework_prints, quiet_framework_logging
 from edgecast.metrics import accuracy
+from edgecast.progress import EpochProgress, keras_callback, summary_line
 from edgecast.windows import Samples, make_samples, split_by_time
 
 DAY = 86400
@@ -82,11 +85,19 @@ def _litert_export(model: object) -> bytes:
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    return converter.convert()
+    with held_framework_prints():
+        return converter.convert()
 
 
-def train(options: TrainOptions, log: Callable[[str], object] = print) -> TrainResult:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def train(
+    options: TrainOptions,
+    log: Callable[[str], object] = print,
+    progress: TextIO | None = None,
+) -> TrainResult:
+    """``log`` takes the lines that say what is being done and how training ended (early
+    stopping, the weights kept); ``progress``, where given, one line per epoch (on a terminal,
+    one line redrawn as batches pass)."""
+    quiet_framework_logging()
     import keras
     import tensorflow as tf
 
@@ -130,6 +141,19 @@ def train(options: TrainOptions, log: Callable[[str], object] = print) -> TrainR
     if options.initial_weights is not None:
         assign_weights(model, config, options.initial_weights)
     model.compile(optimizer=keras.optimizers.Adam(options.learning_rate), loss=options.loss)
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            patience=options.patience, restore_best_weights=True, monitor="val_loss"
+        )
+    ]
+    if progress is not None:
+        live = progress.isatty()
+        callbacks.append(
+            keras_callback(
+                EpochProgress(options.building, options.epochs, options.patience, progress, live)
+            )
+        )
+    started = time.monotonic()
     history = model.fit(
         inputs(train_set),
         scaled(train_set),
@@ -138,16 +162,17 @@ def train(options: TrainOptions, log: Callable[[str], object] = print) -> TrainR
         batch_size=options.batch_size,
         shuffle=True,
         verbose=0,
-        callbacks=[
-            keras.callbacks.EarlyStopping(
-                patience=options.patience, restore_best_weights=True, monitor="val_loss"
-            )
-        ],
+        callbacks=callbacks,
     )
     epochs_run = len(history.history["loss"])
     log(
-        f"{options.building}: trained {epochs_run} epochs, best val_loss "
-        f"{min(history.history['val_loss']):.4f}"
+        summary_line(
+            options.building,
+            history.history["val_loss"],
+            options.epochs,
+            options.patience,
+            time.monotonic() - started,
+        )
     )
 
     call = tf.function(lambda xs: model(xs, training=False), reduce_retracing=True)

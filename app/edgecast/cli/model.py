@@ -10,10 +10,16 @@ from pathlib import Path
 from edgecast.architecture import NORMALIZATIONS, SBNConfig
 from edgecast.cli.options import DEFAULT_STORE, LOSSES, add_parity_limits, utc_date
 from edgecast.data import DEFAULT_DATA_DIR, list_buildings
+from edgecast.framework_output import frameworks_held
 
 
+@frameworks_held
 def _cmd_train(args: argparse.Namespace) -> int:
     from edgecast.training import TrainOptions, format_metrics, train
+
+    def log(message: str) -> None:
+        if not args.quiet:
+            print(message, file=sys.stderr)
 
     try:
         config = SBNConfig(
@@ -38,7 +44,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                     until=args.until,
                     loss=args.loss,
                 ),
-                log=lambda message: print(message, file=sys.stderr),
+                log=log,
+                progress=None if args.quiet else sys.stderr,
             )
             print(format_metrics(building, result.metrics))
             print(f"bundle: {result.bundle_path}")
@@ -92,6 +99,7 @@ def _evaluation_targets(args: argparse.Namespace) -> list[tuple[str, Path]]:
     return [(b, bundle) for b in args.buildings.split(",")] if args.buildings else [("", bundle)]
 
 
+@frameworks_held
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from edgecast.bundle import BundleError, ParityLimit, load_bundle
     from edgecast.evaluation import EvaluationError, evaluate_building, format_table, medians
@@ -148,6 +156,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+@frameworks_held
 def _cmd_verify(args: argparse.Namespace) -> int:
     from edgecast.bundle import BundleError, ParityLimit, load_bundle
     from edgecast.forecaster import load_forecaster
@@ -219,6 +228,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "window by the training period's",
     )
     train.add_argument("--no-litert", action="store_true", help="skip the LiteRT export")
+    train.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only the held-out accuracy and the bundle (no progress on stderr)",
+    )
     train.add_argument("--signing-key", type=Path, help="Ed25519 private key (PEM) to sign with")
     train.add_argument(
         "--until",

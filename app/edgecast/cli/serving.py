@@ -16,8 +16,14 @@ from edgecast.data import DEFAULT_DATA_DIR, load_building
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from edgecast.framework_output import load_tensorflow
     from edgecast.predictor.config import ConfigError, PredictorConfig, read_admin_token
     from edgecast.predictor.server import serve
+
+    if args.runtime == "keras":
+        # Loaded here, before the server's threads start, so that its start-up lines (the CUDA
+        # probe, oneDNN) stay out of the predictor's log.
+        load_tensorflow()
 
     try:
         config = PredictorConfig(
