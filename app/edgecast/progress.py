@@ -56,15 +56,18 @@ def best_epoch(val_losses: list[float]) -> int:
 def summary_line(
     label: str, val_losses: list[float], epochs: int, patience: int, elapsed_s: float
 ) -> str:
-    """How training ended: early stopping or every epoch run, and the weights kept."""
+    """How training ended (early stopping after ``patience`` epochs without a better val_loss,
+    or every epoch run) and the epoch whose weights were kept."""
     best = best_epoch(val_losses)
-    kept = f"weights of epoch {best} kept (val_loss {val_losses[best - 1]:.4f})"
-    if len(val_losses) < epochs:
-        return (
-            f"{label}: early stopping after epoch {len(val_losses)}/{epochs} (val_loss no better "
-            f"for {patience} epochs); {kept}; {elapsed_s:.1f} s"
-        )
-    return f"{label}: trained all {epochs} epochs; {kept}; {elapsed_s:.1f} s"
+    ended = (
+        f"stopped early at epoch {len(val_losses)}/{epochs}"
+        if len(val_losses) < epochs
+        else f"ran all {epochs} epochs"
+    )
+    return (
+        f"{label}: {ended}; kept epoch {best} (val_loss {val_losses[best - 1]:.4f}); "
+        f"{elapsed_s:.1f} s"
+    )
 
 
 @dataclass

@@ -175,7 +175,9 @@ def train(
         )
     )
 
-    call = tf.function(lambda xs: model(xs, training=False), reduce_retracing=True)
+    # No Python control flow to convert: AutoGraph would only parse this module's source, and
+    # warn where it cannot (a file changed since it was imported).
+    call = tf.function(lambda xs: model(xs, training=False), reduce_retracing=True, autograph=False)
 
     def forecast(part: Samples) -> np.ndarray:
         return to_kwh(config, scaling, part.loads, call(inputs(part)).numpy())

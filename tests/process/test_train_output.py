@@ -48,8 +48,7 @@ def test_train_prints_each_epoch_then_the_table_and_nothing_of_the_frameworks(tm
     ), progress[1]
     assert progress[2].startswith("b13: epoch 2/2  loss ")
     assert re.fullmatch(
-        r"b13: trained all 2 epochs; weights of epoch [12] kept \(val_loss \d\.\d{4}\); "
-        r"\d+\.\d s",
+        r"b13: ran all 2 epochs; kept epoch [12] \(val_loss \d\.\d{4}\); \d+\.\d s",
         progress[3],
     ), progress[3]
     assert len(progress) == 4, done.stderr

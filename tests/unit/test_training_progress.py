@@ -73,12 +73,9 @@ def test_the_best_epoch_is_the_one_early_stopping_keeps(val_losses, best):
 
 def test_the_summary_says_whether_early_stopping_ended_training():
     stopped = summary_line("b13", [0.5, 0.3, 0.31, 0.32], 40, 2, 8.04)
-    assert stopped == (
-        "b13: early stopping after epoch 4/40 (val_loss no better for 2 epochs); "
-        "weights of epoch 2 kept (val_loss 0.3000); 8.0 s"
-    )
+    assert stopped == "b13: stopped early at epoch 4/40; kept epoch 2 (val_loss 0.3000); 8.0 s"
     full = summary_line("b13", [0.5, 0.3, 0.2], 3, 5, 3.0)
-    assert full == "b13: trained all 3 epochs; weights of epoch 3 kept (val_loss 0.2000); 3.0 s"
+    assert full == "b13: ran all 3 epochs; kept epoch 3 (val_loss 0.2000); 3.0 s"
 
 
 def test_in_a_log_each_epoch_is_one_line_and_batches_write_nothing():
