@@ -4,6 +4,9 @@ serves the model on 127.0.0.1 as a background service, answers over HTTP, and a 
 
 from __future__ import annotations
 
+import json
+import threading
+
 import pytest
 import requests
 
@@ -12,6 +15,8 @@ from edgecast_harness.paths import REPO
 from edgecast_harness.playbook import run_playbook
 from edgecast_harness.ports import free_port
 from edgecast_harness.predictor import edgecast
+
+BODY = window_from_data()
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +37,18 @@ def test_first_run_trains_serves_and_prints_a_forecast(site):
     assert first.changed("localhost") >= 2  # trained, started
     assert f"forecast by {bundles[0]}" in first.stdout
     assert "held-out accuracy for b13" in first.stdout
+    # training's progress, one line per epoch, and the accuracy as an aligned table; none of
+    # TensorFlow's own lines (its CUDA probe, the SavedModel export's listing)
+    (progress,) = first.results("Show how training went")
+    assert any(line.startswith("b13: epoch  1/40  loss ") for line in progress["msg"])
+    (table,) = first.results("Show the held-out accuracy")
+    header = "model MAE kWh RMSE kWh MAPE % CV(RMSE) %"
+    assert table["msg"][1].split() == header.split()
+    rows = [line.split()[0] for line in table["msg"][2:]]
+    assert rows == ["sbn", "seasonal_naive", "linear", "bundle:"]
+    assert len({len(line) for line in table["msg"][1:5]}) == 1  # columns aligned
+    for chatter in ("Captures:", "TensorSpec", "cuInit", "cudart", "oneDNN"):
+        assert chatter not in first.stdout
     response = requests.post(
         f"http://127.0.0.1:{port}/v1/predict", json=window_from_data(), timeout=10
     )
@@ -64,10 +81,68 @@ def test_changed_settings_restart_the_predictor(site):
     assert answer["runtime"] == "litert"
 
 
+def test_status_shows_what_the_predictor_serves_and_how_it_served(site, tmp_path):
+    var, port, extra, _ = site
+    (model_id,) = (p.name for p in (var / "models").iterdir())
+    sent = {200: 0, 400: 0}
+    stop = threading.Event()
+
+    def load() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                good = session.post(f"http://127.0.0.1:{port}/v1/predict", json=BODY, timeout=10)
+                bad = session.post(f"http://127.0.0.1:{port}/v1/predict", json={}, timeout=10)
+                sent[good.status_code] += 1
+                sent[bad.status_code] += 1
+
+    out = tmp_path / "status.json"
+    client = threading.Thread(target=load)
+    client.start()
+    try:
+        table = run_playbook("status.yml", *extra, "-e", "status_interval=2")
+        as_json = run_playbook(
+            "status.yml", *extra, "-e", "status_format=json", "-e", f"status_output={out}"
+        )
+    finally:
+        stop.set()
+        client.join()
+    (row,) = json.loads(out.read_text())
+    assert row["node"] == "localhost" and row["error"] is None
+    runtime = requests.get(f"http://127.0.0.1:{port}/v1/model", timeout=10).json()["runtime"]
+    assert (row["model_id"], row["runtime"], row["ready"]) == (model_id, runtime, True)
+    assert row["parity_max_abs_diff"] < 1e-3
+    # both kinds were sent all along: the interval saw some of each, and no 5xx
+    assert 0 < row["requests"] <= sent[200] + sent[400]
+    assert row["errors_5xx"] == 0
+    assert 0 < row["p99_ms"] < 1000
+    assert as_json.changed() == 1  # the JSON file
+    header = next(line for line in table.stdout.splitlines() if "NODE" in line)
+    assert header.split()[:4] == ["NODE", "PROFILE", "RUNTIME", "MODEL"], header
+    assert any(model_id in line and "yes" in line for line in table.stdout.splitlines())
+
+
+def test_status_of_a_predictor_that_does_not_answer_says_why(site):
+    _, _, extra, _ = site
+    dead = free_port()
+    result = run_playbook("status.yml", *extra, "-e", f"local_runtime_port={dead}")
+    assert result.rc == 0, result.tail()
+    assert f"localhost: not read: GET http://127.0.0.1:{dead}/v1/model" in result.stdout
+
+
+def test_status_refuses_an_unknown_format_before_reading(site):
+    _, _, extra, _ = site
+    result = run_playbook("status.yml", *extra, "-e", "status_format=xml", check=False)
+    assert result.rc != 0
+    assert "status_format is table or json (got xml)" in result.stdout
+    assert result.recap()["ok"] == 0
+
+
 @pytest.mark.parametrize(
     "playbook",
     [
         "site.yml",
+        "rollout-model.yml",
+        "status.yml",
         *sorted(p.relative_to(REPO).as_posix() for p in (REPO / "playbooks").glob("*.yml")),
     ],
 )

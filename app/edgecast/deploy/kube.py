@@ -146,8 +146,8 @@ class NamespacedApi:
         self.namespace = namespace
         self.request_timeout = request_timeout
 
-    def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
-        """The JSON object the API answers, without the client's models."""
+    def raw(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> bytes:
+        """The body the API answers, as it came."""
         response = method(
             *args,
             namespace=self.namespace,
@@ -156,9 +156,13 @@ class NamespacedApi:
             **kwargs,
         )
         try:
-            data = response.data
+            return response.data
         finally:
             response.release_conn()
+
+    def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
+        """The JSON object the API answers, without the client's models."""
+        data = self.raw(method, *args, **kwargs)
         payload = json.loads(data) if data else {}
         if not isinstance(payload, dict):
             raise ValueError(f"expected a JSON object from the API, got {short(payload, 80)}")
@@ -182,6 +186,11 @@ class NamespacedApi:
         """``GET /path`` on a Service's named ``port``, through the API server's service proxy."""
         method = self.apis.core.connect_get_namespaced_service_proxy_with_path
         return self.call(method, f"{service}:{port}", path=path)
+
+    def service_text(self, service: str, port: str, path: str) -> str:
+        """``GET /path`` on a Service's named ``port`` (a body that is not JSON, as /metrics)."""
+        method = self.apis.core.connect_get_namespaced_service_proxy_with_path
+        return self.raw(method, f"{service}:{port}", path=path).decode()
 
     def items(self, method: Callable[..., Any], **selectors: str) -> list[Obj]:
         return list(self.call(method, **selectors).get("items") or [])
