@@ -74,7 +74,8 @@ def decide(
     if champion_mae is None:
         return Decision(
             True,
-            "first champion: no champion to beat, passes the bundle checks and the naive floor",
+            f"first champion: no champion to beat; MAE {candidate_mae:.3f} kWh, passes the "
+            "bundle checks and the naive floor",
         )
     bar = champion_mae * (1 - margin)
     change = candidate_mae / champion_mae - 1
