@@ -15,7 +15,8 @@ without an offset are UTC) or as JSON lines with the same two keys. The rules:
   holds it. Each changed file is written whole, sorted by hour, to a temporary file in the same
   folder, flushed to disk and renamed over the old one, so a reader sees the old file or the
   new one, never a part; an interrupted ingest leaves only dot-named temporary files, which the
-  next ingest removes.
+  next ingest removes. Ingests of one building take turns on the lock file ``.ingest.lock``
+  in its folder (``edgecast.data`` reads only ``*.csv``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The champion of each building is recorded in ``<store>/champions.json``, a plain file (never a
 link) written whole to a temporary file in the store, flushed to disk and renamed over the old
-one, under a lock, so it always names one bundle per building::
+one, under the lock file ``.champions.lock``, so it always names one bundle per building::
 
     {"format_version": 1, "champions": {"b13": {"model_id": "sbn-b13-...", "since": "...",
                                                 "by": "retrain"}}}
