@@ -47,7 +47,7 @@ def test_first_run_trains_serves_and_prints_a_forecast(site):
     rows = [line.split()[0] for line in table["msg"][2:]]
     assert rows == ["sbn", "seasonal_naive", "linear", "bundle:"]
     assert len({len(line) for line in table["msg"][1:5]}) == 1  # columns aligned
-    for chatter in ("Captures:", "TensorSpec", "cuInit", "cudart", "oneDNN"):
+    for chatter in ("Captures:", "TensorSpec", "cuInit", "cudart", "oneDNN", "AutoGraph"):
         assert chatter not in first.stdout
     response = requests.post(
         f"http://127.0.0.1:{port}/v1/predict", json=window_from_data(), timeout=10
@@ -95,6 +95,10 @@ def test_status_shows_what_the_predictor_serves_and_how_it_served(site, tmp_path
                 sent[good.status_code] += 1
                 sent[bad.status_code] += 1
 
+    # a day later, the first window's forecast hours have actuals: the predictor scores them
+    for end in ("2017-12-19 23:00", "2017-12-20 23:00"):
+        body = window_from_data(end=end)
+        assert requests.post(f"http://127.0.0.1:{port}/v1/predict", json=body, timeout=10).ok
     out = tmp_path / "status.json"
     client = threading.Thread(target=load)
     client.start()
@@ -108,8 +112,10 @@ def test_status_shows_what_the_predictor_serves_and_how_it_served(site, tmp_path
         client.join()
     (row,) = json.loads(out.read_text())
     assert row["node"] == "localhost" and row["error"] is None
-    runtime = requests.get(f"http://127.0.0.1:{port}/v1/model", timeout=10).json()["runtime"]
-    assert (row["model_id"], row["runtime"], row["ready"]) == (model_id, runtime, True)
+    model = requests.get(f"http://127.0.0.1:{port}/v1/model", timeout=10).json()
+    assert (row["model_id"], row["runtime"], row["ready"]) == (model_id, model["runtime"], True)
+    live = model["live_accuracy"]["models"][model_id]["7d"]
+    assert live["pairs"] >= 24 and row["live_mae_7d"] == live["mae"] > 0
     assert row["parity_max_abs_diff"] < 1e-3
     # both kinds were sent all along: the interval saw some of each, and no 5xx
     assert 0 < row["requests"] <= sent[200] + sent[400]
