@@ -495,6 +495,34 @@ def test_a_rollback_to_the_previous_model_under_load(
     )
 
 
+def test_status_reads_the_node_through_the_service_proxy_with_the_rollout_role(
+    edge: Edge, trained_store: TrainedStore, tmp_path: Path
+) -> None:
+    first, second = trained_store.model_ids
+    out = tmp_path / "status.json"
+    with steady_load(edge, tmp_path / "load.jsonl") as load:
+        time.sleep(1.0)
+        result = playbook(
+            "status.yml",
+            "-i",
+            str(edge.inventory),
+            "-e",
+            f"edgecast_kubeconfig={edge.rollout_kubeconfig}",
+            "-e",
+            "status_interval=3",
+            "-e",
+            f"status_output={out}",
+        )
+    assert result.rc == 0, output_of(result)
+    assert_no_failure(load)
+    (row,) = json.loads(out.read_text())
+    assert row["error"] is None, row
+    assert (row["node"], row["model_id"], row["ready"]) == (edge.node, edge.serving(), True)
+    assert row["model_id"] == first and row["previous_model_id"] == second  # after the rollback
+    assert row["requests"] > 0 and row["errors_5xx"] == 0 and row["p99_ms"] > 0, row
+    assert any(line.startswith(edge.node) and first in line for line in result.stdout.splitlines())
+
+
 def test_the_deploy_role_never_prunes_the_models_in_use(
     edge: Edge, trained_store: TrainedStore
 ) -> None:
