@@ -110,7 +110,9 @@ def test_switch_moves_the_service_to_the_new_pod_and_removes_the_old(fake, apis)
     assert result.removed_deployments == (deployment_name("model-a"),)
     assert set(result.phases) == {*PHASES, "total"}
     assert result.phases["drain"] >= 0.3
-    assert result.phases["total"] >= sum(v for k, v in result.phases.items() if k != "total")
+    parts = [v for k, v in result.phases.items() if k != "total"]
+    # each figure is rounded to the millisecond: their sum may pass the total by half of one each
+    assert result.phases["total"] >= sum(parts) - 0.0005 * len(parts)
     assert result.warnings == ()
     assert selected(fake) == "model-b"
     annotations = fake.get("services", SERVICE)["metadata"]["annotations"]
