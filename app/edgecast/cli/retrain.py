@@ -14,6 +14,7 @@ from pathlib import Path
 from edgecast.architecture import NORMALIZATIONS
 from edgecast.cli.options import DEFAULT_STORE
 from edgecast.data import DEFAULT_DATA_DIR
+from edgecast.framework_output import frameworks_held
 
 PROMOTED, REFUSED, BAD_INPUT = 0, 3, 2
 
@@ -31,6 +32,7 @@ def margin(text: str) -> float:
     return value
 
 
+@frameworks_held
 def _cmd_retrain(args: argparse.Namespace) -> int:
     from edgecast.bundle import BundleError
     from edgecast.promotion import PromotionError
@@ -69,6 +71,7 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
     return PROMOTED if result.promoted else REFUSED
 
 
+@frameworks_held
 def _cmd_promote(args: argparse.Namespace) -> int:
     from edgecast.bundle import BundleError, load_bundle
     from edgecast.floor import FloorError, check_floor
