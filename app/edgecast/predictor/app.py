@@ -22,6 +22,7 @@ from edgecast.predictor.config import PredictorConfig
 from edgecast.predictor.holder import ModelHolder, ServingModel, SwapInProgress
 from edgecast.predictor.live_accuracy import LiveAccuracy
 from edgecast.predictor.observability import PredictorMetrics
+from edgecast.predictor.openapi import openapi_document
 from edgecast.predictor.validation import (
     RequestError,
     finite_or_error,
@@ -190,6 +191,13 @@ def _api(state: PredictorState) -> Blueprint:
                 "live_accuracy": state.live.snapshot().to_dict(serving.model_id),
             }
         ), 200
+
+    @api.get("/openapi.json")
+    def openapi() -> Response:
+        serving = holder.current
+        config = serving.forecaster.config if serving is not None else None
+        admin = bool(state.config.admin_token)
+        return jsonify(openapi_document(config, state.config.years, admin=admin))
 
     @api.get("/metrics")
     def prometheus() -> Response:
