@@ -45,6 +45,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             last_year=args.last_year,
             max_parity_rtol=args.max_parity_rtol,
             max_parity_atol_std=args.max_parity_atol_std,
+            shadow=args.shadow or args.shadow_model_id is not None,
+            shadow_model_id=args.shadow_model_id,
         )
         code = serve(config)
     except ConfigError as exc:
@@ -173,6 +175,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=30.0,
         help="seconds to wait, after the delay, for requests in progress (default 30)",
+    )
+    serve.add_argument(
+        "--shadow",
+        action="store_true",
+        help="also forecast every request with the previous model (the one a swap replaced), "
+        "off the response path, and score both on the same hours (GET /v1/model's shadow)",
+    )
+    serve.add_argument(
+        "--shadow-model-id",
+        help="load this model from the store at start as the previous one and score it in "
+        "shadow (implies --shadow): a predictor started for a new model compares it with the old",
     )
     add_parity_limits(serve)
     serve.set_defaults(func=_cmd_serve)

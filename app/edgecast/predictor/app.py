@@ -23,6 +23,7 @@ from edgecast.predictor.holder import ModelHolder, ServingModel, SwapInProgress
 from edgecast.predictor.live_accuracy import LiveAccuracy
 from edgecast.predictor.observability import PredictorMetrics
 from edgecast.predictor.openapi import openapi_document
+from edgecast.predictor.shadow import ShadowScorer
 from edgecast.predictor.validation import (
     RequestError,
     finite_or_error,
@@ -48,10 +49,14 @@ class PredictorState:
     # The forecasts issued, scored against the actuals later requests carry; the state's, not a
     # model's, so that a swap keeps every model's figures.
     live: LiveAccuracy = field(init=False)
+    # Scores the previous model on the same requests when the config asks for it.
+    shadow: ShadowScorer | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.live = LiveAccuracy(self.config.live_max_series)
         self.metrics.watch_live_accuracy(self.live)
+        if self.config.shadow:
+            self.shadow = ShadowScorer(self.holder, self.live, self.metrics.shadow_requests)
 
     def count(self, endpoint: str, status: int) -> None:
         counter = self.counters.get((endpoint, status))
@@ -82,6 +87,21 @@ def _model_view(serving: ServingModel | None) -> dict[str, object] | None:
     }
 
 
+def _shadow_view(state: PredictorState, serving: ServingModel) -> dict[str, object] | None:
+    """The model scored in shadow and both models' figures over exactly the same hours; None
+    when shadow scoring is off."""
+    if state.shadow is None:
+        return None
+    shadow = state.shadow.model
+    if shadow is None:
+        return {"model_id": None, "same_hours": None}
+    mine, theirs = state.live.compare(serving.model_id, shadow.model_id, since_hour=0)
+    return {
+        "model_id": shadow.model_id,
+        "same_hours": {"serving": mine.to_dict(), "shadow": theirs.to_dict()},
+    }
+
+
 def _prediction(state: PredictorState, serving: ServingModel, body: bytes) -> dict[str, object]:
     """The answer to a prediction request's body on ``serving``; RequestError when it is bad."""
     forecaster = serving.forecaster
@@ -93,6 +113,8 @@ def _prediction(state: PredictorState, serving: ServingModel, body: bytes) -> di
     state.live.observe(
         parsed.series, serving.model_id, parsed.last_timestamp // 3600, parsed.loads, forecast
     )
+    if state.shadow is not None:
+        state.shadow.submit(parsed)
     return {
         "model_id": serving.model_id,
         "runtime": state.config.runtime,
@@ -189,6 +211,7 @@ def _api(state: PredictorState) -> Blueprint:
                 "manifest": serving.forecaster.bundle.summary(),
                 "previous": _model_view(holder.previous),
                 "live_accuracy": state.live.snapshot().to_dict(serving.model_id),
+                "shadow": _shadow_view(state, serving),
             }
         ), 200
 

@@ -45,6 +45,10 @@ class PredictorConfig:
     # Series (the requests' "series" field) whose forecasts live accuracy remembers; the least
     # recently used is forgotten beyond it.
     live_max_series: int = DEFAULT_MAX_SERIES
+    # Score the previous model (the one a swap replaced, or shadow_model_id loaded at start) on
+    # the same requests, off the response path.
+    shadow: bool = False
+    shadow_model_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
@@ -57,6 +61,8 @@ class PredictorConfig:
             raise ConfigError("the connection limit must be positive")
         if self.idle_timeout_s <= 0 or self.request_timeout_s <= 0:
             raise ConfigError("the idle and request timeouts must be positive")
+        if self.shadow_model_id is not None and not self.shadow:
+            raise ConfigError("shadow_model_id needs shadow scoring on")
         if self.live_max_series < 1:
             raise ConfigError("live_max_series must be positive")
         try:

@@ -57,6 +57,15 @@ class ModelHolder:
         finally:
             self._swap_lock.release()
 
+    def load_previous(self, model_id: str) -> ServingModel:
+        """Loads and verifies ``model_id`` as the previous model (the rollback target, and the
+        one scored in shadow), leaving the current one as it is."""
+        with self._swap_lock:
+            started = time.perf_counter()
+            forecaster, parity = self._loader(model_id)
+            self.previous = ServingModel(forecaster, parity, time.perf_counter() - started)
+            return self.previous
+
     def rollback(self) -> ServingModel:
         """Makes the previous model current again (and the current one previous)."""
         with self._swap_lock:

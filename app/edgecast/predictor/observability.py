@@ -58,6 +58,13 @@ class PredictorMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.shadow_requests = Counter(
+            "edgecast_shadow_requests",
+            "Requests the previous model forecast in shadow, by result: scored, dropped (the "
+            "shadow fell behind, or the model cannot take the request), failed",
+            ["result"],
+            registry=self.registry,
+        )
         self.swap_seconds = Gauge(
             "edgecast_last_swap_seconds",
             "Load, verify and swap time of the last model",

@@ -212,6 +212,19 @@ def _schemas(config: SBNConfig, years: Years) -> dict[str, Schema]:
                 "runtime": {"enum": ["keras", "litert"]},
                 "manifest": {"type": "object", "description": "the bundle's manifest summary"},
                 "previous": {"oneOf": [_ref("ModelView"), {"type": "null"}]},
+                "shadow": {
+                    "type": ["object", "null"],
+                    "description": "with shadow scoring on: the previous model, forecasting the "
+                    "same requests off the response path, and both models' live figures over "
+                    "exactly the same hours",
+                    "properties": {
+                        "model_id": {"type": ["string", "null"]},
+                        "same_hours": {
+                            "type": ["object", "null"],
+                            "properties": {"serving": window_figures, "shadow": window_figures},
+                        },
+                    },
+                },
                 "live_accuracy": {
                     "type": "object",
                     "description": "forecasts scored against the actuals later requests carry",

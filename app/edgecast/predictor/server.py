@@ -70,6 +70,21 @@ def load_initial_model(state: PredictorState) -> None:
         serving.load_seconds,
         serving.parity.max_abs_diff,
     )
+    if config.shadow_model_id and config.shadow_model_id != serving.model_id:
+        load_shadow_model(state, config.shadow_model_id)
+
+
+def load_shadow_model(state: PredictorState, model_id: str) -> None:
+    """Loads the model to score in shadow; one that cannot be had leaves the predictor serving,
+    with nothing in shadow and the reason logged (the serving model matters more)."""
+    try:
+        shadow = state.holder.load_previous(model_id)
+    except Exception as exc:
+        log.warning("no model in shadow: %s could not be loaded: %s", model_id, exc)
+        return
+    log.info(
+        "scoring %s in shadow (parity max diff %.3g kWh)", model_id, shadow.parity.max_abs_diff
+    )
 
 
 # Linux's SO_ATTACH_FILTER and a classic BPF program that drops a TCP segment carrying SYN
