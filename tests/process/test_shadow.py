@@ -16,6 +16,7 @@ from edgecast_harness.paths import DATA
 HOURS = 36
 LAST = pd.Timestamp("2017-12-20 23:00", tz="UTC")
 WINDOW = 600
+UNLIMITED = ("--shadow-rate", "10000")  # these requests come faster than clients send hourly
 
 
 def bodies(hours: int = HOURS) -> list[dict]:
@@ -57,7 +58,7 @@ def test_the_previous_model_is_scored_as_serving_it_would_be(trained_store, star
     first, second = trained_store.model_ids
     store = trained_store.root
     shadowed = start_predictor(
-        store, "--model-id", first, "--runtime", "litert", "--shadow", admin=True
+        store, "--model-id", first, "--runtime", "litert", "--shadow", *UNLIMITED, admin=True
     )
     plain = start_predictor(store, "--model-id", first, "--runtime", "litert")
     assert shadowed.get("/v1/model").json()["shadow"] == {"model_id": None, "same_hours": None}
@@ -82,7 +83,7 @@ def test_the_previous_model_is_scored_as_serving_it_would_be(trained_store, star
     assert same["serving"]["hours"] == same["shadow"]["hours"] == live[second]["7d"]["hours"]
     assert_same(same["serving"], live[second]["7d"])
     assert_same(same["shadow"], live[first]["7d"])
-    assert shadow_results(shadowed) == {"scored": HOURS, "dropped": 0, "failed": 0}
+    assert shadow_results(shadowed) == {"scored": HOURS, "skipped": 0, "dropped": 0, "failed": 0}
 
 
 def test_a_predictor_started_for_a_new_model_compares_it_with_the_old(
@@ -90,7 +91,14 @@ def test_a_predictor_started_for_a_new_model_compares_it_with_the_old(
 ):
     first, second = trained_store.model_ids
     predictor = start_predictor(
-        trained_store.root, "--model-id", second, "--runtime", "litert", "--shadow-model-id", first
+        trained_store.root,
+        "--model-id",
+        second,
+        "--runtime",
+        "litert",
+        "--shadow-model-id",
+        first,
+        *UNLIMITED,
     )
     model = predictor.get("/v1/model").json()
     assert (model["model_id"], model["previous"]["model_id"]) == (second, first)
@@ -100,6 +108,27 @@ def test_a_predictor_started_for_a_new_model_compares_it_with_the_old(
     wait_scored(predictor, 26)
     same = predictor.get("/v1/model").json()["shadow"]["same_hours"]
     assert same["serving"]["pairs"] == same["shadow"]["pairs"] > 0
+
+
+def test_the_shadow_forecasts_at_most_its_rate(trained_store, start_predictor):
+    first, second = trained_store.model_ids
+    predictor = start_predictor(
+        trained_store.root, "--model-id", second, "--runtime", "litert",
+        "--shadow-model-id", first, "--shadow-rate", "5",
+    )  # fmt: skip
+    sent = bodies(40)
+    started = time.monotonic()
+    for body in sent:
+        assert predictor.post("/v1/predict", json=body).status_code == 200
+    elapsed = time.monotonic() - started
+    deadline = time.monotonic() + 30
+    while sum(shadow_results(predictor).values()) < len(sent):
+        assert time.monotonic() < deadline, shadow_results(predictor)
+        time.sleep(0.1)
+    results = shadow_results(predictor)
+    # a second of burst, then five a second
+    assert 5 <= results["scored"] + results["dropped"] <= 5 + 5 * elapsed + 1, (results, elapsed)
+    assert results["skipped"] == len(sent) - results["scored"] - results["dropped"] > 0
 
 
 def test_a_shadow_model_that_cannot_be_loaded_leaves_the_predictor_serving(

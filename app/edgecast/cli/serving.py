@@ -47,6 +47,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             max_parity_atol_std=args.max_parity_atol_std,
             shadow=args.shadow or args.shadow_model_id is not None,
             shadow_model_id=args.shadow_model_id,
+            shadow_rate=args.shadow_rate,
         )
         code = serve(config)
     except ConfigError as exc:
@@ -186,6 +187,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--shadow-model-id",
         help="load this model from the store at start as the previous one and score it in "
         "shadow (implies --shadow): a predictor started for a new model compares it with the old",
+    )
+    serve.add_argument(
+        "--shadow-rate",
+        type=float,
+        default=20.0,
+        help="at most this many shadow forecasts a second; requests beyond are not shadowed "
+        "(counted as skipped), so a saturated predictor keeps its latency (default 20)",
     )
     add_parity_limits(serve)
     serve.set_defaults(func=_cmd_serve)

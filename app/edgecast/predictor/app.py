@@ -56,7 +56,9 @@ class PredictorState:
         self.live = LiveAccuracy(self.config.live_max_series)
         self.metrics.watch_live_accuracy(self.live)
         if self.config.shadow:
-            self.shadow = ShadowScorer(self.holder, self.live, self.metrics.shadow_requests)
+            self.shadow = ShadowScorer(
+                self.holder, self.live, self.metrics.shadow_requests, self.config.shadow_rate
+            )
 
     def count(self, endpoint: str, status: int) -> None:
         counter = self.counters.get((endpoint, status))

@@ -49,6 +49,8 @@ class PredictorConfig:
     # the same requests, off the response path.
     shadow: bool = False
     shadow_model_id: str | None = None
+    # At most this many shadow forecasts a second; the requests beyond are counted as skipped.
+    shadow_rate: float = 20.0
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
@@ -63,6 +65,8 @@ class PredictorConfig:
             raise ConfigError("the idle and request timeouts must be positive")
         if self.shadow_model_id is not None and not self.shadow:
             raise ConfigError("shadow_model_id needs shadow scoring on")
+        if not 0 < self.shadow_rate <= 10_000:
+            raise ConfigError("shadow_rate must be in (0, 10000] forecasts a second")
         if self.live_max_series < 1:
             raise ConfigError("live_max_series must be positive")
         try:

@@ -60,8 +60,9 @@ class PredictorMetrics:
         )
         self.shadow_requests = Counter(
             "edgecast_shadow_requests",
-            "Requests the previous model forecast in shadow, by result: scored, dropped (the "
-            "shadow fell behind, or the model cannot take the request), failed",
+            "Requests for the previous model to forecast in shadow, by result: scored, skipped "
+            "(over the shadow's rate), dropped (the shadow fell behind, or the model cannot "
+            "take the request), failed",
             ["result"],
             registry=self.registry,
         )

@@ -7,10 +7,14 @@ only ever gets the serving model's answer. So the two models are scored on the s
 and ``LiveAccuracy.compare`` gives their figures over exactly the same hours: what a canary is
 judged on.
 
-The request path only puts the parsed request on a bounded queue (microseconds). The worker runs
-at a lower CPU priority than the serving threads; when it falls behind, requests are dropped
-from the shadow (counted), never delayed. A forecast that fails is counted and logged, and
-changes nothing for the client.
+The request path only puts the parsed request on a bounded queue (microseconds). The shadow
+forecasts at most ``rate`` requests a second (a token bucket, one second of burst): a predictor
+answering requests once an hour per building shadows every one, while one saturated by a load
+test shadows a sample and keeps its own latency (``bench/shadow_bench.py``). The worker runs at
+a lower CPU priority than the serving threads; when it falls behind, requests are dropped from
+the shadow, never delayed. Requests left out are counted (``skipped`` over the rate, ``dropped``
+when the queue is full); a forecast that fails is counted and logged, and changes nothing for
+the client. Comparisons stay exact: ``compare`` only takes hours both models scored.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import math
 import os
 import queue
 import threading
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -39,10 +44,16 @@ NICENESS = 10
 class ShadowScorer:
     """Forecasts each request with the holder's previous model and scores it, in a thread."""
 
-    def __init__(self, holder: ModelHolder, live: LiveAccuracy, results: Counter) -> None:
+    def __init__(
+        self, holder: ModelHolder, live: LiveAccuracy, results: Counter, rate: float
+    ) -> None:
         self.holder = holder
         self.live = live
-        self._results = {name: results.labels(name) for name in ("scored", "dropped", "failed")}
+        names = ("scored", "skipped", "dropped", "failed")
+        self._results = {name: results.labels(name) for name in names}
+        self._rate = rate
+        self._tokens = rate
+        self._refilled = time.monotonic()
         self._queue: queue.Queue[tuple[ServingModel, PredictRequest]] = queue.Queue(QUEUE_LENGTH)
         self._thread = threading.Thread(target=self._work, name="shadow", daemon=True)
         self._thread.start()
@@ -60,10 +71,24 @@ class ShadowScorer:
         shadow = self.model
         if shadow is None:
             return
+        if not self._take_token():
+            self._results["skipped"].inc()
+            return
         try:
             self._queue.put_nowait((shadow, request))
         except queue.Full:
             self._results["dropped"].inc()
+
+    def _take_token(self) -> bool:
+        """Whether the rate allows one more shadow forecast now. Unlocked: request threads may
+        race on it, which can only let a forecast or two more through in a second."""
+        now = time.monotonic()
+        self._tokens = min(self._rate, self._tokens + (now - self._refilled) * self._rate)
+        self._refilled = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
     def _work(self) -> None:
         # Not Linux, or not allowed: the worker keeps the serving threads' priority.
