@@ -100,6 +100,11 @@ class NodeStatus:
     errors_5xx: int | None = None
     p99_ms: float | None = None
     live_mae_7d: float | None = None
+    # With shadow scoring: the previous model, and both models' live MAE over the same hours.
+    shadow_model_id: str | None = None
+    shadow_hours: int | None = None
+    same_hours_mae: float | None = None
+    shadow_same_hours_mae: float | None = None
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,6 +121,20 @@ def _live_mae(model: Mapping[str, Any]) -> float | None:
     window = figures.get("7d") if isinstance(figures, Mapping) else None
     mae = window.get("mae") if isinstance(window, Mapping) else None
     return float(mae) if isinstance(mae, int | float) else None
+
+
+def _shadow(model: Mapping[str, Any]) -> dict[str, Any]:
+    shadow = model.get("shadow")
+    if not isinstance(shadow, Mapping):
+        return {}
+    same = shadow.get("same_hours") or {}
+    serving, theirs = same.get("serving") or {}, same.get("shadow") or {}
+    return {
+        "shadow_model_id": shadow.get("model_id"),
+        "shadow_hours": serving.get("hours"),
+        "same_hours_mae": serving.get("mae"),
+        "shadow_same_hours_mae": theirs.get("mae"),
+    }
 
 
 def node_status(
@@ -158,6 +177,7 @@ def node_status(
         errors_5xx=None if restarted else int(errors),
         p99_ms=None if restarted or p99 is None else round(p99 * 1000, 3),
         live_mae_7d=_live_mae(model),
+        **_shadow(model),
     )
 
 

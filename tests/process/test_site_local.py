@@ -149,6 +149,7 @@ def test_status_refuses_an_unknown_format_before_reading(site):
         "site.yml",
         "rollout-model.yml",
         "status.yml",
+        "continuous-training.yml",
         *sorted(p.relative_to(REPO).as_posix() for p in (REPO / "playbooks").glob("*.yml")),
     ],
 )

@@ -131,3 +131,17 @@ def test_the_table_aligns_rows_and_says_why_a_node_was_not_read():
     assert first.index(MODEL["model_id"]) == header.index("MODEL")
     assert second.split()[:2] == ["edge-2", "jetson"] and second.split()[7] == "no"
     assert why == "edge-2: not read: connection refused"
+
+
+def test_shadow_figures_are_read_when_the_predictor_scores_one():
+    metrics = PredictorMetrics()
+    shadow = {
+        "model_id": "sbn-old",
+        "same_hours": {"serving": {"mae": 3.5, "hours": 30}, "shadow": {"mae": 4.25, "hours": 30}},
+    }
+    model = {**MODEL, "shadow": shadow}
+    row = node_status("edge-1", "rpi", scrape(metrics, 0.0, model), scrape(metrics, 1.0, model))
+    assert (row.shadow_model_id, row.shadow_hours) == ("sbn-old", 30)
+    assert (row.same_hours_mae, row.shadow_same_hours_mae) == (3.5, 4.25)
+    plain = node_status("edge-1", "rpi", scrape(metrics, 0.0), scrape(metrics, 1.0))
+    assert plain.shadow_model_id is None and plain.same_hours_mae is None

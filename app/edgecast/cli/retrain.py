@@ -8,6 +8,7 @@ margin over the champion, the naive floor or the bundle checks) and the champion
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -67,7 +68,21 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
     except (RetrainError, PromotionError, SigningError, ValueError, OSError) as exc:
         print(f"edgecast retrain: {exc}", file=sys.stderr)
         return BAD_INPUT
-    print(result.line)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "promoted": result.promoted,
+                    "model_id": result.bundle_path.name,
+                    "bundle": str(result.bundle_path),
+                    "line": result.line,
+                    "promotion": result.section,
+                },
+                default=str,
+            )
+        )
+    else:
+        print(result.line)
     return PROMOTED if result.promoted else REFUSED
 
 
@@ -115,6 +130,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "champion on the most recent held-out days (exit 0 promoted, 3 refused, 2 bad input)",
     )
     retrain.add_argument("--building", required=True, help="building id")
+    retrain.add_argument(
+        "--json",
+        action="store_true",
+        help="print the decision as one JSON object (promoted, model_id, bundle, line, "
+        "promotion) instead of the line",
+    )
     retrain.add_argument("--store", type=Path, default=DEFAULT_STORE, help="the cloud store")
     retrain.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     retrain.add_argument(
