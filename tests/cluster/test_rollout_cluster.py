@@ -392,6 +392,14 @@ def test_a_pod_switch_under_load_fails_no_request(
     assert sorted(edge.stored()) == sorted([first, second])
     # The new predictor's spec is the serving one's: the setting changed in place stays.
     assert edge.predictor_args(second)["--threads"] == "2"
+    # It scores the model it replaced in shadow, loaded from the node's store.
+    assert edge.predictor_args(second)["--shadow-model-id"] == first
+    deadline = time.monotonic() + 60  # loaded after the new model serves, off its path
+    while (shadow := requests.get(f"{edge.url()}/v1/model", timeout=10).json()["shadow"])[
+        "model_id"
+    ] != first:
+        assert time.monotonic() < deadline, shadow
+        time.sleep(0.5)
     served = [r for r in done if r["start"] >= started and r["model_id"] == second]
     assert served, "no request was answered by the new model"
     phases = phases_of(result.stdout)

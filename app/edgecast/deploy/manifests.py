@@ -30,6 +30,9 @@ MODEL_ID_ANNOTATION = "edgecast.io/model-id"
 # from the serving Deployment's.
 SPEC_ANNOTATION = "edgecast.io/spec"
 
+# Fields added after Deployments were first recorded: left out of the annotation while unset, so
+# that a Deployment recorded before them still reads as the spec it was made from.
+_OMITTED_WHEN_UNSET = frozenset({"shadow_model_id"})
 _PACKAGE_TEMPLATES = Path(__file__).resolve().parent / "templates"
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 _NOT_DNS = re.compile(r"[^a-z0-9-]+")
@@ -88,6 +91,8 @@ class PredictorSpec:
     node_port: int | None = None
     admin_token_secret: str | None = None
     public_key_configmap: str | None = None
+    # The model the predictor scores in shadow (the one a pod switch replaced; from the store).
+    shadow_model_id: str | None = None
     resources: dict[str, Any] = field(
         default_factory=lambda: {
             "requests": {"cpu": "100m", "memory": "128Mi"},
@@ -108,6 +113,8 @@ class PredictorSpec:
             raise ManifestError(f"service_type {self.service_type!r} is not supported")
         if self.node_port is not None and self.service_type == "ClusterIP":
             raise ManifestError("node_port needs service_type NodePort or LoadBalancer")
+        if self.shadow_model_id == self.model_id:
+            raise ManifestError("shadow_model_id must name another model than model_id")
         if not self.store_host_path.startswith("/"):
             raise ManifestError("store_host_path must be absolute")
         needed = self.prestop_seconds + self.shutdown_delay_seconds + self.drain_timeout_seconds
@@ -196,7 +203,12 @@ def render(spec: PredictorSpec, templates: Path | None = None) -> dict[str, dict
     context = {
         **fields,
         "spec_json": json.dumps(
-            {k: v for k, v in fields.items() if k != "model_id"}, sort_keys=True
+            {
+                k: v
+                for k, v in fields.items()
+                if k != "model_id" and not (k in _OMITTED_WHEN_UNSET and v is None)
+            },
+            sort_keys=True,
         ),
         "deployment_name": names.deployment,
         "service_name": names.service,

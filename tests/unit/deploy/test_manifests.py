@@ -5,8 +5,17 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import pytest
+
 import edgecast.deploy
-from edgecast.deploy.manifests import render_rbac, template_dir
+from edgecast.deploy.manifests import (
+    ManifestError,
+    PredictorSpec,
+    recorded_spec,
+    render,
+    render_rbac,
+    template_dir,
+)
 from edgecast_harness.fake_kube_api import rollout_role
 from edgecast_harness.paths import REPO
 
@@ -49,3 +58,19 @@ def test_the_fake_api_grants_the_rules_of_the_shipped_role():
     assert granted[("", "pods/proxy")] == granted[("", "services/proxy")] == {"get"}
     assert ("", "nodes") not in granted
     assert "delete" not in granted[("", "services")]
+
+
+def test_a_predictor_after_a_switch_scores_the_model_it_replaced_in_shadow():
+    spec = PredictorSpec(node="edge-1", model_id="sbn-new", image="i:1", shadow_model_id="sbn-old")
+    deployment = render(spec)["deployment"]
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--shadow-model-id") + 1] == "sbn-old"
+    annotation = deployment["metadata"]["annotations"]["edgecast.io/spec"]
+    assert recorded_spec(annotation, "sbn-new").shadow_model_id == "sbn-old"
+    plain = render(PredictorSpec(node="edge-1", model_id="sbn-new", image="i:1"))["deployment"]
+    assert "--shadow-model-id" not in plain["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_a_model_cannot_shadow_itself():
+    with pytest.raises(ManifestError, match="another model"):
+        PredictorSpec(node="edge-1", model_id="sbn-a", image="i:1", shadow_model_id="sbn-a").check()
