@@ -100,6 +100,9 @@ class NodeStatus:
     errors_5xx: int | None = None
     p99_ms: float | None = None
     live_mae_7d: float | None = None
+    live_hours_7d: int | None = None
+    # The serving bundle's held-out MAE (its manifest): what live accuracy drifts from.
+    validation_mae: float | None = None
     # With shadow scoring: the previous model, and both models' live MAE over the same hours.
     shadow_model_id: str | None = None
     shadow_hours: int | None = None
@@ -111,16 +114,28 @@ class NodeStatus:
         return asdict(self)
 
 
-def _live_mae(model: Mapping[str, Any]) -> float | None:
-    """The serving model's live 7-day MAE from ``/v1/model``'s ``live_accuracy``, when the
+def _live_7d(model: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The serving model's live 7-day figures from ``/v1/model``'s ``live_accuracy``, when the
     predictor scores its forecasts."""
     live = model.get("live_accuracy")
     if not isinstance(live, Mapping):
-        return None
+        return {}
     figures = live.get("models", {}).get(model.get("model_id"), live)
     window = figures.get("7d") if isinstance(figures, Mapping) else None
-    mae = window.get("mae") if isinstance(window, Mapping) else None
-    return float(mae) if isinstance(mae, int | float) else None
+    return window if isinstance(window, Mapping) else {}
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _validation_mae(model: Mapping[str, Any]) -> float | None:
+    metrics = (model.get("manifest") or {}).get("metrics") or {}
+    return _number((metrics.get("sbn") or {}).get("mae"))
+
+
+def _live_mae(model: Mapping[str, Any]) -> float | None:
+    return _number(_live_7d(model).get("mae"))
 
 
 def _shadow(model: Mapping[str, Any]) -> dict[str, Any]:
@@ -177,6 +192,8 @@ def node_status(
         errors_5xx=None if restarted else int(errors),
         p99_ms=None if restarted or p99 is None else round(p99 * 1000, 3),
         live_mae_7d=_live_mae(model),
+        live_hours_7d=_live_7d(model).get("hours"),
+        validation_mae=_validation_mae(model),
         **_shadow(model),
     )
 

@@ -158,3 +158,36 @@ def test_a_canary_worse_on_live_traffic_is_rolled_back(edge, tmp_path):
     assert "is worse than the previous model's" in result.stdout
     assert serving(port)["model_id"] == before
     assert replay.answers and all(status == 200 for status, _ in replay.answers)
+
+
+def test_a_drift_triggered_cycle_retrains_only_when_the_fleet_drifted(edge):
+    extra, _, port, _ = edge
+    before = serving(port)
+    live = before["live_accuracy"]["models"][before["model_id"]]["7d"]
+    held_out = before["manifest"]["metrics"]["sbn"]["mae"]
+    assert live["hours"] >= 24  # the earlier cycles' replayed hours
+    ratio = live["mae"] / held_out
+    store = Path(extra[1].split("=", 1)[1]) / "models"
+
+    def stored() -> list[str]:
+        return sorted(p.parent.name for p in store.rglob("manifest.json"))
+
+    bundles = stored()
+    # The factors are set around the node's real ratio, on either side of it.
+    calm = run_playbook(
+        "continuous-training.yml", *extra, "-e", "ct_trigger=drift",
+        "-e", f"ct_drift_factor={ratio * 1.5}",
+    )  # fmt: skip
+    assert f"localhost: no drift, live MAE {live['mae']:.3f} kWh" in calm.stdout
+    assert "no drift: nothing retrained this cycle" in calm.stdout
+    assert stored() == bundles  # nothing trained
+    drifted = run_playbook(
+        "continuous-training.yml", *extra, "-e", "ct_trigger=drift",
+        "-e", f"ct_drift_factor={ratio / 1.5}",
+        "-e", '{"ct_retrain_args": "--cold --epochs 1 --margin 50%"}',
+    )  # fmt: skip
+    assert f"localhost: drifted, live MAE {live['mae']:.3f} kWh" in drifted.stdout
+    assert "(cold start) REFUSED" in drifted.stdout, drifted.stdout[-5000:]
+    assert serving(port)["model_id"] == before["model_id"]  # a refused candidate stays home
+    bad = run_playbook("continuous-training.yml", *extra, "-e", "ct_trigger=hourly", check=False)
+    assert bad.rc != 0 and "ct_trigger is always (retrain every cycle) or drift" in bad.stdout

@@ -107,10 +107,11 @@ def test_the_latency_buckets_are_what_the_quantile_reads():
 
 def test_live_accuracy_is_read_when_the_predictor_scores_forecasts():
     metrics = PredictorMetrics()
-    live = {"models": {MODEL["model_id"]: {"7d": {"mae": 12.345, "pairs": 40}}}}
-    model = {**MODEL, "live_accuracy": live}
+    live = {"models": {MODEL["model_id"]: {"7d": {"mae": 12.345, "pairs": 40, "hours": 30}}}}
+    manifest = {"metrics": {"sbn": {"mae": 9.5}, "seasonal_naive": {"mae": 11.0}}}
+    model = {**MODEL, "live_accuracy": live, "manifest": manifest}
     row = node_status("edge-1", "rpi", scrape(metrics, 0.0, model), scrape(metrics, 1.0, model))
-    assert row.live_mae_7d == 12.345
+    assert (row.live_mae_7d, row.live_hours_7d, row.validation_mae) == (12.345, 30, 9.5)
 
 
 def test_the_table_aligns_rows_and_says_why_a_node_was_not_read():
