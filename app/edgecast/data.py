@@ -21,6 +21,10 @@ DEFAULT_DATA_DIR = Path(
     )
 )
 DEFAULT_WEATHER_STATION = "bedford"
+# The archive's CSV columns: the hour (every file) and the electricity load (edgecast ingest
+# writes the same).
+TIME_COLUMN = "datetime"
+LOAD_COLUMN = "equipment load [kWh]"
 
 
 class DataError(ValueError):
@@ -53,12 +57,12 @@ def _read_hourly_csv(
     frames = []
     for path in paths:
         raw = pd.read_csv(path, dtype=str)
-        if "datetime" not in raw.columns:
+        if TIME_COLUMN not in raw.columns:
             raise DataError(f"{path}: no 'datetime' column (columns: {list(raw.columns)})")
         missing = [c for c in value_columns if c not in raw.columns]
         if missing:
             raise DataError(f"{path}: missing column(s) {missing}")
-        stamps = pd.to_datetime(raw["datetime"], errors="coerce", utc=True)
+        stamps = pd.to_datetime(raw[TIME_COLUMN], errors="coerce", utc=True)
         if until is not None:
             before = (stamps < until).to_numpy()
             raw, stamps = raw[before], stamps[before]
@@ -94,7 +98,7 @@ def load_building(
     if not paths:
         known = sorted(p.name for p in (Path(data_dir) / "electricity").glob("*"))
         raise DataError(f"no data for building {building!r} in {building_dir} (known: {known})")
-    frame = _read_hourly_csv(paths, {"equipment load [kWh]": "load"}, until)
+    frame = _read_hourly_csv(paths, {LOAD_COLUMN: "load"}, until)
     frame.loc[~(frame["load"] > 0), "load"] = np.nan
     if weather_station:
         weather_paths = sorted((Path(data_dir) / "weather" / weather_station).glob("*.csv"))

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import pandas as pd
 
-TIME_COLUMN = "datetime"
-LOAD_COLUMN = "equipment load [kWh]"
+from edgecast.data import LOAD_COLUMN, TIME_COLUMN
+
 HEADER = f"{TIME_COLUMN},{LOAD_COLUMN}\n"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 BUILDING_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
