@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from edgecast.cli import artifacts, data, model, retrain, serving
+from edgecast.cli import artifacts, data, model, plot, retrain, serving
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_commands(sub)
     serving.add_commands(sub)
     artifacts.add_commands(sub)
+    plot.add_commands(sub)
     return parser
 
 
