@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,13 @@ SPEC_ANNOTATION = "edgecast.io/spec"
 
 # Fields added after Deployments were first recorded: left out of the annotation while unset, so
 # that a Deployment recorded before them still reads as the spec it was made from.
-_OMITTED_WHEN_UNSET = frozenset({"shadow_model_id"})
+_OMITTED_WHEN_UNSET = frozenset({"shadow_model_id", "helm_release"})
+# What Helm requires of an object before a release may adopt it (a pod switch creates the next
+# model's Deployment outside Helm; the chart's next upgrade then owns it without a conflict).
+HELM_MANAGED_BY = "Helm"
+HELM_RELEASE_ANNOTATION = "meta.helm.sh/release-name"
+HELM_NAMESPACE_ANNOTATION = "meta.helm.sh/release-namespace"
+_RELEASE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?$")
 _PACKAGE_TEMPLATES = Path(__file__).resolve().parent / "templates"
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 _NOT_DNS = re.compile(r"[^a-z0-9-]+")
@@ -93,6 +99,10 @@ class PredictorSpec:
     public_key_configmap: str | None = None
     # The model the predictor scores in shadow (the one a pod switch replaced; from the store).
     shadow_model_id: str | None = None
+    # The Helm release that owns the node's objects (charts/edgecast-predictor), if any: the
+    # objects then carry Helm's ownership label and annotations, and so does the Deployment of
+    # every model a pod switch starts, so that `helm upgrade` adopts it instead of failing.
+    helm_release: str | None = None
     resources: dict[str, Any] = field(
         default_factory=lambda: {
             "requests": {"cpu": "100m", "memory": "128Mi"},
@@ -115,6 +125,8 @@ class PredictorSpec:
             raise ManifestError("node_port needs service_type NodePort or LoadBalancer")
         if self.shadow_model_id == self.model_id:
             raise ManifestError("shadow_model_id must name another model than model_id")
+        if self.helm_release is not None and not _RELEASE_NAME.match(self.helm_release):
+            raise ManifestError(f"helm_release {self.helm_release!r} is not a Helm release name")
         if not self.store_host_path.startswith("/"):
             raise ManifestError("store_host_path must be absolute")
         needed = self.prestop_seconds + self.shutdown_delay_seconds + self.drain_timeout_seconds
@@ -146,12 +158,12 @@ def service_name(node: str) -> str:
     return f"predictor-{node_key(node)}"
 
 
-def names_for(node: str, model_id: str) -> PredictorNames:
+def names_for(node: str, model_id: str, *, managed_by: str = "edgecast") -> PredictorNames:
     key = node_key(node)
     common = {
         "app.kubernetes.io/name": APP_NAME,
         "app.kubernetes.io/part-of": "edgecast",
-        "app.kubernetes.io/managed-by": "edgecast",
+        "app.kubernetes.io/managed-by": managed_by,
         NODE_LABEL: key,
     }
     selector = {
@@ -168,16 +180,31 @@ def names_for(node: str, model_id: str) -> PredictorNames:
     )
 
 
+def names_of(spec: PredictorSpec) -> PredictorNames:
+    """The names and labels of ``spec``'s objects (Helm's ownership label under a release)."""
+    managed_by = HELM_MANAGED_BY if spec.helm_release else "edgecast"
+    return names_for(spec.node, spec.model_id, managed_by=managed_by)
+
+
+_FLOAT_FIELDS = frozenset(f.name for f in fields(PredictorSpec) if f.type == "float")
+
+
 def recorded_spec(annotation: str, model_id: str) -> PredictorSpec:
     """The spec a Deployment made by :func:`render` records in its ``edgecast.io/spec``."""
     try:
-        fields = json.loads(annotation)
+        recorded = json.loads(annotation)
     except ValueError as exc:
         raise ManifestError(f"{SPEC_ANNOTATION} is not JSON ({exc})") from exc
-    if not isinstance(fields, dict):
+    if not isinstance(recorded, dict):
         raise ManifestError(f"{SPEC_ANNOTATION} is not a JSON object")
+    # JSON writers that drop a whole float's ".0" (Helm's) record 2.0 as 2: read it back as 2.0,
+    # so that the next model's Deployment renders the same arguments.
+    recorded = {
+        k: float(v) if k in _FLOAT_FIELDS and isinstance(v, int) and not isinstance(v, bool) else v
+        for k, v in recorded.items()
+    }
     try:
-        spec = PredictorSpec(**{**fields, "model_id": model_id})
+        spec = PredictorSpec(**{**recorded, "model_id": model_id})
     except TypeError as exc:
         raise ManifestError(
             f"{SPEC_ANNOTATION} does not hold PredictorSpec fields ({exc})"
@@ -198,14 +225,14 @@ def _environment(templates: Path) -> jinja2.Environment:
 def render(spec: PredictorSpec, templates: Path | None = None) -> dict[str, dict[str, Any]]:
     """The Deployment and Service of ``spec`` as API objects, keyed ``deployment``/``service``."""
     spec.check()
-    names = names_for(spec.node, spec.model_id)
-    fields = asdict(spec)
+    names = names_of(spec)
+    values = asdict(spec)
     context = {
-        **fields,
+        **values,
         "spec_json": json.dumps(
             {
                 k: v
-                for k, v in fields.items()
+                for k, v in values.items()
                 if k != "model_id" and not (k in _OMITTED_WHEN_UNSET and v is None)
             },
             sort_keys=True,

@@ -18,7 +18,7 @@ from edgecast.deploy.manifests import (
     MODEL_LABEL,
     PredictorNames,
     PredictorSpec,
-    names_for,
+    names_of,
     render,
 )
 from edgecast.deploy.nodestate import (
@@ -143,7 +143,7 @@ def plan_from_state(spec: PredictorSpec, state: NodeState, *, in_place: bool = F
     first model, never a rollout's.
     """
     state.check_of(spec.node, spec.namespace)
-    names = names_for(spec.node, spec.model_id)
+    names = names_of(spec)
     rendered = render(spec)
     selected = state.selected_label == names.selector[MODEL_LABEL]
     previous = (
