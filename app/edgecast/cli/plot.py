@@ -12,11 +12,15 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgecast.cli.options import add_parity_limits, utc_date
 from edgecast.data import DEFAULT_DATA_DIR
 from edgecast.framework_output import frameworks_held
 from edgecast.store_rules import shown
+
+if TYPE_CHECKING:
+    from edgecast.forecaster import Forecaster
 
 HOUR = 3600
 DAY = 24 * HOUR
@@ -39,7 +43,7 @@ def _check_out(out: Path) -> None:
         raise ValueError(f"--out {out}: the folder {folder} is not writable")
 
 
-def _forecaster(args: argparse.Namespace, path: Path) -> object:
+def _forecaster(args: argparse.Namespace, path: Path) -> Forecaster:
     from edgecast.bundle import BundleError, ParityLimit, load_bundle
     from edgecast.forecaster import load_forecaster
     from edgecast.signing import SigningError, load_public_key
@@ -63,15 +67,16 @@ def _plot_bundle(args: argparse.Namespace) -> str:
     if args.days <= 0:
         raise ValueError("--days must be at least 1")
     forecaster = _forecaster(args, args.bundle)
-    held = held_out(forecaster, args.data_dir)  # type: ignore[arg-type]
+    held = held_out(forecaster, args.data_dir)
     step = args.step or held.horizon
+    held.check_step(step)
     # By default the first midnight with a forecast made ``step`` hours before it.
     first = held.first_hour + (step - 1) * HOUR
     start = -(-first // DAY) * DAY if args.start is None else int(args.start.timestamp())
     end = start + args.days * DAY
     if not held.first_hour <= start < held.last_hour:
         raise ValueError(
-            f"--from {args.start:%Y-%m-%d} is outside the held-out period, "
+            f"--from {_day(start)} is outside the held-out period, "
             f"{_day(held.first_hour)} to {_day(held.last_hour)}"
         )
     save_png(bundle_chart(held, step, start, end), args.out)
@@ -103,7 +108,7 @@ def _plot_request(args: argparse.Namespace) -> str:
         except RequestForecastError as exc:
             raise _Refused(str(exc)) from None
     else:
-        answer = forecast_locally(_forecaster(args, args.bundle), body)  # type: ignore[arg-type]
+        answer = forecast_locally(_forecaster(args, args.bundle), body)
     save_png(request_chart(answer, args.hours), args.out)
     values = ", ".join(f"{v:.2f}" for v in answer.forecast)
     return f"{args.out}: {answer.model_id} ({answer.runtime}) forecast_kwh [{values}]"

@@ -56,11 +56,14 @@ class HeldOut:
         """MAE, RMSE, MAPE and CV(RMSE) over every held-out window and step, as training's."""
         return {name: accuracy(self.actuals, f) for name, f in self.forecasts.items()}
 
+    def check_step(self, step: int) -> None:
+        if not 1 <= step <= self.horizon:
+            raise HeldOutError(f"--step must be between 1 and the horizon, {self.horizon}")
+
     def at_step(self, step: int, start: int, end: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Hours in [start, end) and, for each, the actual and every forecast made ``step`` hours
         before it; hours without a complete window are NaN, so that a chart shows the gap."""
-        if not 1 <= step <= self.horizon:
-            raise HeldOutError(f"--step must be between 1 and the horizon, {self.horizon}")
+        self.check_step(step)
         hours = np.arange(start, end, HOUR, dtype=np.int64)
         found = np.searchsorted(hours, self.last_timestamps + step * HOUR)
         inside = (found < len(hours)) & (
