@@ -45,6 +45,7 @@ import numpy as np
 import requests
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 from PIL import Image
 
 BENCH = Path(__file__).resolve().parent
@@ -135,11 +136,13 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     def cell(value: object) -> str:
         return str(value).replace("|", "\\|").replace("\n", " ")
 
+    def number(value: object) -> bool:
+        return isinstance(value, int | float) or cell(value)[:1].isdigit()
+
     numeric = [
-        bool(rows) and all(isinstance(row[i], int | float) or cell(row[i])[:1].isdigit()
-                           for row in rows)
+        any(cell(row[i]) for row in rows) and all(number(row[i]) for row in rows if cell(row[i]))
         for i in range(len(headers))
-    ]  # fmt: skip
+    ]
     lines = ["| " + " | ".join(cell(h) for h in headers) + " |"]
     lines.append("|" + "|".join("---:" if n else "---" for n in numeric) + "|")
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
@@ -227,6 +230,35 @@ class Loop:
 # ---------------------------------------------------------------- measuring
 
 
+@dataclass(frozen=True)
+class Task:
+    """One task of the rollout playbook, as ansible-runner's events time it (epoch seconds)."""
+
+    name: str
+    start: float
+    end: float
+    switch: bool = False  # the task that switched the model (it reported phases)
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+def tasks_of(events: Sequence[dict[str, Any]]) -> list[Task]:
+    """The playbook's tasks from ansible-runner's events, in the order they ran."""
+    tasks = []
+    for event in events:
+        data = event.get("event_data", {})
+        if event.get("event") not in ("runner_on_ok", "runner_on_failed", "runner_on_skipped"):
+            continue
+        if not (data.get("start") and data.get("end")):
+            continue
+        start, end = (dt.datetime.fromisoformat(data[k]).timestamp() for k in ("start", "end"))
+        reported = bool((data.get("res") or {}).get("phases"))
+        tasks.append(Task(str(data.get("task", "?")), start, end, reported))
+    return sorted(tasks, key=lambda task: task.start)
+
+
 @dataclass
 class Switch:
     """One rollout across a client loop."""
@@ -236,6 +268,7 @@ class Switch:
     finished: float
     phases: dict[str, float]
     requests: list[Request]
+    tasks: list[Task] = field(default_factory=list)
 
     @property
     def to_new_model(self) -> float:
@@ -280,9 +313,10 @@ def run_switches(
         loop = Loop(url, work / f"switch-{number + 1}.jsonl")
         loop.wait_answers(SWITCH_AFTER)
         started = time.time()
-        output = run_playbook("rollout-model.yml", *rollout, "-e", f"model_bundle={bundle}").stdout
+        run = run_playbook("rollout-model.yml", *rollout, "-e", f"model_bundle={bundle}")
         finished = time.time()
-        switch = Switch(bundle.name, started, finished, phases_of(output), loop.finish())
+        phases = phases_of(run.stdout)
+        switch = Switch(bundle.name, started, finished, phases, loop.finish(), tasks_of(run.events))
         switches.append(switch)
         failed = sum(1 for r in switch.requests if not r.ok)
         print(f"  switch {number + 1} -> {bundle.name}: new model answering after "
@@ -414,16 +448,21 @@ def machine() -> dict[str, str]:
         line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
         if line.startswith("MemTotal")
     )  # fmt: skip
-    virt = subprocess.run(["systemd-detect-virt"], capture_output=True, text=True).stdout.strip()
-    if not virt:
-        virt = "a hypervisor (cpuinfo flag)" if " hypervisor" in flags else "none detected"
+    found = []
+    for kind in ("--vm", "--container"):
+        detect = subprocess.run(["systemd-detect-virt", kind], capture_output=True, text=True)
+        if detect.returncode == 0 and detect.stdout.strip() != "none":
+            found.append(f"{detect.stdout.strip()} ({kind[2:]})")
+    if not found and " hypervisor" in flags:
+        found.append("a hypervisor (the CPU's flags say so)")
+    virt = ", ".join(found) or "none detected"
     return {
         "cpu": model,
         "architecture": platform.machine(),
         "cores (nproc)": str(len(os.sched_getaffinity(0))),
         "memory": f"{int(memory) / 1024 / 1024:.1f} GiB",
         "kernel": platform.release(),
-        "virtualisation": virt,
+        "virtualisation (systemd-detect-virt)": virt,
         "python": platform.python_version(),
     }
 
@@ -446,9 +485,10 @@ def from_json(text: str) -> dict[str, Any]:
     def path_result(data: dict[str, Any]) -> PathResult:
         steady = [Request(**r) for r in data.pop("steady")]
         switches = [
-            Switch(**{**s, "requests": [Request(**r) for r in s["requests"]]})
+            Switch(**{**s, "requests": [Request(**r) for r in s["requests"]],
+                      "tasks": [Task(**t) for t in s.get("tasks", [])]})
             for s in data.pop("switches")
-        ]
+        ]  # fmt: skip
         return PathResult(steady=steady, switches=switches, **data)
 
     raw["paths"] = {name: path_result(data) for name, data in raw["paths"].items()}
@@ -504,19 +544,66 @@ def switch_rows(results: dict[str, PathResult]) -> list[list[object]]:
     return rows
 
 
+STARTUP = "Ansible start-up (to the first task)"
+BETWEEN = "Ansible between tasks"
+SWITCH_STARTUP = "switch task: plugin start-up"
+AFTER = "after the switch task (report, play end)"
+OTHER_TASKS = "other tasks"
+TASK_SHOWN_S = 0.3  # tasks shorter than this (median) are summed as "other tasks"
+
+
 def phase_parts(switch: Switch, where: str) -> dict[str, float]:
-    """The switch's wall time split into parts that add up to it: the playbook before the
-    switch task (Ansible's start, verification, transfer), the reported phases, the rest."""
+    """The switch's wall time split into parts that add up to it: Ansible's start, each task
+    before the switch, the time between tasks, the switch task's own reported phases, and what
+    follows it. Without task times, everything before the switch phases is one part."""
     names = SWAP_PHASES if where == "local" else (*POD_PHASES, "cleanup")
-    parts = {"before the switch (Ansible, verify, transfer)": switch.wall - switch.phases["total"]}
-    parts |= {name: switch.phases[name] for name in names if name in switch.phases}
-    parts["playbook end"] = switch.wall - sum(parts.values())
-    return parts
+    phases = {f"switch: {n}": switch.phases[n] for n in names if n in switch.phases}
+    task = next((t for t in switch.tasks if t.switch), None)
+    if task is None:
+        before = "before the switch phases (Ansible, verify, transfer)"
+        parts = {before: switch.wall - sum(phases.values())}
+        return parts | phases
+    parts = {STARTUP: switch.tasks[0].start - switch.started}
+    earlier = [t for t in switch.tasks if t.end <= task.start]
+    for other in earlier:
+        parts[other.name] = parts.get(other.name, 0.0) + other.duration
+    parts[BETWEEN] = task.start - switch.tasks[0].start - sum(t.duration for t in earlier)
+    parts[SWITCH_STARTUP] = task.duration - sum(phases.values())
+    return parts | phases | {AFTER: switch.finished - task.end}
 
 
-def median_parts(result: PathResult) -> dict[str, float]:
+def median_parts(result: PathResult) -> dict[str, tuple[float, float, float]]:
+    """Median, min and max of each part over the switches; short tasks summed together."""
     per_switch = [phase_parts(s, result.where) for s in result.switches]
-    return {name: float(np.median([p[name] for p in per_switch])) for name in per_switch[0]}
+    names = list(dict.fromkeys(name for parts in per_switch for name in parts))
+    fixed = {STARTUP, BETWEEN, SWITCH_STARTUP, AFTER}
+
+    def shown(name: str) -> bool:
+        values = [parts.get(name, 0.0) for parts in per_switch]
+        return (
+            name in fixed
+            or name.startswith(("switch: ", "before the switch"))
+            or (float(np.median(values)) >= TASK_SHOWN_S)
+        )
+
+    merged = []
+    for parts in per_switch:
+        kept = {name: parts.get(name, 0.0) for name in names if shown(name)}
+        rest = sum(value for name, value in parts.items() if not shown(name))
+        if any(not shown(name) for name in names):
+            position = list(kept).index(BETWEEN) if BETWEEN in kept else len(kept)
+            items = list(kept.items())
+            items.insert(position, (OTHER_TASKS, rest))
+            kept = dict(items)
+        merged.append(kept)
+    return {
+        name: (
+            float(np.median([m[name] for m in merged])),
+            min(m[name] for m in merged),
+            max(m[name] for m in merged),
+        )
+        for name in merged[0]
+    }
 
 
 def phase_rows(results: dict[str, PathResult]) -> list[list[object]]:
@@ -524,11 +611,9 @@ def phase_rows(results: dict[str, PathResult]) -> list[list[object]]:
     for name, result in results.items():
         if not result.switches:
             continue
-        per_switch = [phase_parts(s, result.where) for s in result.switches]
-        for part in per_switch[0]:
-            values = [p[part] for p in per_switch]
-            rows.append([PATHS[name], part, seconds(float(np.median(values))),
-                         f"{seconds(min(values))} to {seconds(max(values))}"])  # fmt: skip
+        for part, (median, low, high) in median_parts(result).items():
+            rows.append([PATHS[name], part, seconds(median),
+                         f"{seconds(low)} to {seconds(high)}"])  # fmt: skip
     return rows
 
 
@@ -536,7 +621,7 @@ def write_page(results: dict[str, Any], out: Path) -> None:
     paths: dict[str, PathResult] = results["paths"]
     measured = {k: v for k, v in paths.items() if k != "floor"}
     machine_rows = [[k, v] for k, v in results["machine"].items()]
-    machine_rows += [[f"load average before / after ({PATHS.get(k, k)})",
+    machine_rows += [[f"load average (1, 5, 15 min) before / after: {PATHS.get(k, k)}",
                       f"{v.load_before} / {v.load_after}"] for k, v in paths.items()]  # fmt: skip
     switch_count = {k: len(v.switches) for k, v in measured.items()}
     per_switch = [
@@ -613,13 +698,14 @@ and other processes queued for the CPUs). So:
 - the figures compare **the procedure** (the same loop, the same request size, a real rollout
   by the real playbook), not the hardware: an x86 server core runs this small model many times
   faster than a Cortex-A57/A72, and nothing here says how fast the boards would be;
-- the paper's 7.7 to 10 s per request is far above what a forecast of 600 points costs even on
-  those boards; its predictor rebuilt state per request (Keras/TensorFlow 1.x sessions), while
-  this predictor keeps the model loaded and answers from memory, so most of the difference is
-  software, not hardware;
-- the paper's 26 to 39 s of switching included transferring and loading weights on the board;
-  here the transfer is a local copy and Ansible's own start-up is a large share (see the
-  phases); on a board over a network both grow;
+- the paper does not say what its 7.7 to 10 s per request were spent on; this predictor keeps
+  its model loaded and answers from memory (a forecast costs milliseconds of CPU), so the
+  difference of three orders of magnitude is mostly software and cannot be read as a hardware
+  ratio;
+- the paper's 26 to 39 s of switching included transferring a weight file to the board and
+  loading it into a predictor there; here the transfer is a copy on the same machine and
+  Ansible's own start-up is a large share (see the parts below); on a board reached over a
+  network both grow;
 - timings on aarch64 are not measured here (the project runs aarch64 code only under qemu,
   whose timings mean nothing).
 
@@ -638,9 +724,11 @@ Per switch:
 {per_switch_table}
 ## Where the switching time goes
 
-Medians over the switches (the hot swap reports `swap` and `verify`, the pod switch its own
-phases; "before the switch" is the playbook's wall time up to the switch task; the pod switch's
-`drain` and `cleanup` come after the new model already answers).
+Medians over the switches of the parts of `rollout-model.yml`'s wall time: Ansible's start,
+the tasks before the switch as ansible-runner's events time them (tasks under
+{TASK_SHOWN_S} s summed), the time between tasks, then the switch task: its plugin's start and
+the phases it reports (the hot swap `swap` and `verify`, the pod switch its own; the pod switch's
+`drain` and `cleanup` come after the new model already answers), and what follows it.
 
 {markdown_table(["path", "part", "median", "range"], phase_rows(paths))}
 Set-up, not part of any figure above:
@@ -679,6 +767,14 @@ def save_figure(figure: Figure, out: Path) -> Path:
     return out
 
 
+PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
+
+
+def plain_log_axis(axis: Any) -> None:
+    axis.set_major_formatter(PLAIN)
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "25" else ""))
+
+
 def new_figure(width: float, height: float) -> Figure:
     figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
@@ -704,6 +800,7 @@ def plot_switches(paths: dict[str, PathResult], out: Path) -> Path:
             axes.axvline(switch.to_new_model, color=colour, linestyle=":", linewidth=1)
         axes.axvline(0, color="black", linewidth=1)
         axes.set_yscale("log")
+        plain_log_axis(axes.yaxis)
         axes.set_xlabel("seconds from the start of rollout-model.yml (shaded: playbook running; "
                         "dotted: first answer by the new model)")  # fmt: skip
         axes.set_ylabel("request latency (ms)")
@@ -723,7 +820,7 @@ def plot_phases(paths: dict[str, PathResult], out: Path) -> Path:
     names: list[str] = []
     for y, (_, result) in enumerate(measured):
         left = 0.0
-        for part, value in median_parts(result).items():
+        for part, (value, _, _) in median_parts(result).items():
             label = None if part in names else part
             if label:
                 names.append(part)
@@ -758,6 +855,7 @@ def plot_distribution(paths: dict[str, PathResult], out: Path) -> Path:
                   color=styles[name], label=f"{label} ({result.runtime}): avg "
                   f"{seconds(stats.avg)}, p99 {seconds(stats.p99)}")  # fmt: skip
     axes.set_xscale("log")
+    plain_log_axis(axes.xaxis)
     axes.set_xlabel("request latency (ms), the paper's loop in steady state")
     axes.set_ylabel("fraction of requests")
     axes.set_title(f"Latency distribution, {REQUESTS} requests each (paper: 7.72 s Jetson, "

@@ -96,16 +96,43 @@ def test_a_switch_splits_into_parts_that_add_up_to_its_wall_time():
         {"create": 0.03, "ready": 3.3, "verify_pod": 0.03, "switch": 0.02, "endpoints": 0.02,
          "verify_service": 0.03, "drain": 5.0, "cleanup": 8.4, "total": 16.9},
         [answer(101, 101.1), answer(108, 108.1, model_id="new")],
+        [paper.Task("Ask the cluster", 102.0, 102.5),
+         paper.Task("Move the bundle", 102.6, 104.0),
+         paper.Task("Switch", 104.1, 121.2, switch=True),
+         paper.Task("Report the switch", 121.3, 121.4)],
     )  # fmt: skip
     parts = paper.phase_parts(pod, "cluster")
-    first = next(iter(parts))
-    assert first.startswith("before the switch")
-    assert parts[first] == pytest.approx(22.0 - 16.9)
+    assert parts[paper.STARTUP] == pytest.approx(2.0)
+    assert parts["Ask the cluster"] == pytest.approx(0.5)
+    assert parts["Move the bundle"] == pytest.approx(1.4)
+    assert parts[paper.BETWEEN] == pytest.approx(0.2)
+    assert parts["switch: ready"] == 3.3
+    assert "switch: total" not in parts
+    assert parts[paper.SWITCH_STARTUP] == pytest.approx(17.1 - 16.83)
+    assert parts[paper.AFTER] == pytest.approx(0.8)
     assert sum(parts.values()) == pytest.approx(pod.wall)
     assert pod.to_new_model == pytest.approx(8.1)
+
+
+def test_without_task_times_the_playbook_before_the_phases_is_one_part():
     swap = paper.Switch("new", 0.0, 4.0, {"swap": 0.6, "verify": 0.1, "total": 0.7}, [])
-    assert list(paper.phase_parts(swap, "local"))[1:3] == ["swap", "verify"]
-    assert sum(paper.phase_parts(swap, "local").values()) == pytest.approx(4.0)
+    parts = paper.phase_parts(swap, "local")
+    assert list(parts)[1:] == ["switch: swap", "switch: verify"]
+    assert sum(parts.values()) == pytest.approx(4.0)
+
+
+def test_short_tasks_are_summed_in_the_medians():
+    def switch(move: float) -> object:
+        tasks = [paper.Task("tiny", 1.0, 1.1), paper.Task("Move", 1.2, 1.2 + move),
+                 paper.Task("Switch", 3.0, 4.0, switch=True)]  # fmt: skip
+        return paper.Switch("new", 0.0, 5.0, {"swap": 0.5, "total": 0.5}, [], tasks)
+
+    result = paper.PathResult("local", "keras", [], [switch(1.0), switch(1.4), switch(1.2)])
+    medians = paper.median_parts(result)
+    assert "tiny" not in medians
+    assert medians[paper.OTHER_TASKS] == pytest.approx((0.1, 0.1, 0.1))
+    assert medians["Move"] == pytest.approx((1.2, 1.0, 1.4))
+    assert list(medians).index(paper.OTHER_TASKS) < list(medians).index(paper.BETWEEN)
 
 
 def test_results_survive_the_json_file(tmp_path):
