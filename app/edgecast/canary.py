@@ -4,14 +4,16 @@ A canary node serves the new model and scores the previous one in shadow on the 
 (``edgecast serve --shadow``), so its status row (``edgecast.status``) carries both models' live
 MAE over exactly the same hours. The new model passes when it serves and is ready, that
 comparison covers enough hours, its MAE there is at most the old one's times ``1 + tolerance``,
-no request failed with a 5xx in the status interval, and its p99 is within the bound. Anything
-that cannot be judged (no shadow, too few hours, a node that did not answer) fails: a model
-reaches the rest of the fleet only on evidence.
+no request failed with a 5xx over the analysis window (the row's interval), and its p99 is
+within the bound. Anything that cannot be judged fails: no shadow, too few hours, a predictor
+that did not answer at the end of the window or restarted during it (its counters started
+again, so what it answered before is unknown), a canary that left the run. A model reaches the
+rest of the fleet only on evidence.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -49,8 +51,19 @@ def judge(row: Mapping[str, Any], candidate: str, previous: str, rules: CanaryRu
 
     if row.get("error"):
         return fail(f"its predictor could not be read: {row['error']}")
+    if "requests" in row and row["requests"] is None:
+        return fail(
+            "its predictor restarted during the analysis window (its request counters started "
+            f"again, it serves {row.get('model_id')}): what it answered before cannot be judged"
+        )
     if row.get("model_id") != candidate or not row.get("ready"):
         return fail(f"it serves {row.get('model_id')} (ready: {row.get('ready')}), not {candidate}")
+    errors = row.get("errors_5xx")
+    if errors:
+        return fail(
+            f"{errors} requests failed with a 5xx in the analysis window (of "
+            f"{row.get('requests')} prediction requests)",
+        )
     if row.get("shadow_model_id") != previous:
         return fail(
             f"it scores {row.get('shadow_model_id')} in shadow, not {previous}: the predictor "
@@ -68,9 +81,6 @@ def judge(row: Mapping[str, Any], candidate: str, previous: str, rules: CanaryRu
             "enough live traffic in the analysis window",
             **figures,
         )
-    errors = row.get("errors_5xx")
-    if errors:
-        return fail(f"{errors} requests failed with a 5xx in the status interval", **figures)
     p99 = row.get("p99_ms")
     if p99 is not None and p99 > rules.p99_ms:
         return fail(f"p99 {p99:.1f} ms is above {rules.p99_ms:g} ms", **figures)
@@ -88,3 +98,25 @@ def judge(row: Mapping[str, Any], candidate: str, previous: str, rules: CanaryRu
         "hours, no 5xx",
         **figures,
     )
+
+
+def judge_canaries(
+    canaries: Iterable[str],
+    rows: Mapping[str, Mapping[str, Any]],
+    candidate: str,
+    previous: str,
+    rules: CanaryRules,
+) -> list[Verdict]:
+    """A verdict for every canary (by inventory name) from its status row in ``rows``: one
+    without a row (unreachable, or a task failed on it earlier in the run) fails, as a canary
+    is judged only on what it answered."""
+    return [
+        judge({**rows[name], "node": name}, candidate, previous, rules)
+        if name in rows
+        else Verdict(
+            name,
+            False,
+            "it left the run before it could be judged (unreachable, or a task failed on it)",
+        )
+        for name in canaries
+    ]

@@ -1,8 +1,9 @@
 """Action ``edgecast_canary_judge``: promote a model beyond its canaries only on live evidence.
 
 Thin: each canary's status row (``edgecast_predictor_status``) is judged by
-``edgecast.canary.judge``; the task reports every verdict and whether the model may go on. It
-never fails on a verdict (the playbook rolls the canaries back and then fails, with the reasons).
+``edgecast.canary.judge_canaries``; the task reports every verdict and whether the model may go
+on. It never fails on a verdict (the playbook rolls the canaries back and then fails, with the
+reasons).
 """
 
 from __future__ import annotations
@@ -25,12 +26,19 @@ description:
     requests over at least O(min_hours) hours, forecast those hours with a live MAE at most
     O(mae_tolerance) above the previous model's, answer no 5xx and keep its p99 within
     O(p99_ms).
-  - What cannot be judged (no shadow, too little traffic, a node that did not answer) fails.
+  - What cannot be judged (no shadow, too little traffic, a node that did not answer or
+    restarted, a canary without a row) fails.
 options:
-  rows:
-    description: The C(status) of each canary's M(edgecast_predictor_status).
+  canaries:
+    description: The canaries, by inventory name.
     type: list
-    elements: dict
+    elements: str
+    required: true
+  rows:
+    description:
+      - The C(status) of each canary's M(edgecast_predictor_status), by inventory name.
+      - A canary missing here (unreachable, or a task failed on it) fails.
+    type: dict
     required: true
   candidate:
     description: The model rolled out to the canaries.
@@ -67,7 +75,8 @@ verdicts:
 """
 
 ARGUMENT_SPEC: dict[str, Any] = {
-    "rows": {"type": "list", "elements": "dict", "required": True},
+    "canaries": {"type": "list", "elements": "str", "required": True},
+    "rows": {"type": "dict", "required": True},
     "candidate": {"type": "str", "required": True},
     "previous": {"type": "str", "required": True},
     "min_hours": {"type": "int", "default": 24},
@@ -85,9 +94,9 @@ class ActionModule(EdgecastPlugin.ControllerAction):
             rules = canary.CanaryRules(args["min_hours"], args["mae_tolerance"], args["p99_ms"])
         except ValueError as exc:
             return {"failed": True, "msg": str(exc)}
-        verdicts = [
-            canary.judge(row, args["candidate"], args["previous"], rules) for row in args["rows"]
-        ]
+        verdicts = canary.judge_canaries(
+            args["canaries"], args["rows"], args["candidate"], args["previous"], rules
+        )
         promote = bool(verdicts) and all(v.passed for v in verdicts)
         lines = [f"{v.node}: {'passed' if v.passed else 'FAILED'}: {v.reason}" for v in verdicts]
         return {
