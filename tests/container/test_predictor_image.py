@@ -253,14 +253,24 @@ def render_only(tmp_path: Path, group: str, **extra: str) -> PlaybookRun:
     ("group", "l4t_release", "base"),
     [
         ("rpi", None, "python:3.11-slim-bookworm"),
-        ("jetson", "r35.4.1", "nvcr.io/nvidia/l4t-base:r35.4.1"),
-        ("jetson", "r36.4.0", "nvcr.io/nvidia/l4t-jetpack:r36.4.0"),
+        # The default Jetson image is the rpi one: LiteRT on the CPU needs no L4T base.
+        ("jetson", "r32.4.3", "python:3.11-slim-bookworm"),
+        # With predictor_image_jetson_base=l4t, the published base of the release's line or major.
+        ("jetson-l4t", "r32.4.3", "nvcr.io/nvidia/l4t-base:r32.4.3"),
+        ("jetson-l4t", "r32.5.1", "nvcr.io/nvidia/l4t-base:r32.5.0"),
+        ("jetson-l4t", "r32.7.5", "nvcr.io/nvidia/l4t-base:r32.7.1"),
+        ("jetson-l4t", "r35.4.1", "nvcr.io/nvidia/l4t-base:r35.4.1"),
+        ("jetson-l4t", "r35.2.1", "nvcr.io/nvidia/l4t-base:r35.2.1"),
+        ("jetson-l4t", "r36.4.3", "nvcr.io/nvidia/l4t-jetpack:r36.4.0"),
     ],
 )
 def test_render_only_dockerfile_of_the_profile_uses_the_right_base(
     group: str, l4t_release: str | None, base: str, tmp_path: Path
 ) -> None:
-    extra = {"jetson_runtime_l4t_release": l4t_release} if l4t_release else {}
+    extra: dict[str, str] = {"jetson_runtime_l4t_release": l4t_release} if l4t_release else {}
+    on_l4t = group == "jetson-l4t"
+    if on_l4t:
+        group, extra["predictor_image_jetson_base"] = "jetson", "l4t"
     output = render_only(tmp_path, group, **extra).assert_ok()
     assert output.recap("localhost")["failures"] == 0
     dockerfile = tmp_path / "context" / "Dockerfile"
@@ -269,7 +279,8 @@ def test_render_only_dockerfile_of_the_profile_uses_the_right_base(
     assert '"/build/app[litert]"' in text
     assert "USER 10001:10001" in text
     assert 'ENTRYPOINT ["/opt/edgecast/bin/edgecast"]' in text
-    if group == "jetson":
+    assert f'io.edgecast.profile="{group}"' in text
+    if on_l4t:
         # A standalone CPython 3.11, checked by sha256, makes the virtual environment.
         assert re.search(r'echo "[0-9a-f]{64}  /build/python.tar.gz" \| sha256sum', text)
         assert "/opt/python/bin/python3 -m venv /opt/edgecast" in text
@@ -285,8 +296,48 @@ def test_render_only_jetson_without_a_known_l4t_release_stops_before_any_change(
     build_dir = tmp_path / "context"
     # This machine has no /etc/nv_tegra_release: the release stays unknown.
     result = render_only(
-        tmp_path, "jetson", jetson_runtime_nv_tegra_release_path=str(tmp_path / "nv_tegra_release")
+        tmp_path,
+        "jetson",
+        predictor_image_jetson_base="l4t",
+        jetson_runtime_nv_tegra_release_path=str(tmp_path / "nv_tegra_release"),
     )
     assert result.rc != 0
     assert "L4T release of localhost is not known" in result.stdout, result.stdout[-3000:]
     assert not build_dir.exists()
+
+
+# A fake docker CLI, named as such: it stands in for a node whose registry answers that a tag
+# does not exist (no registry can be reached from this machine).
+FAKE_DOCKER = """#!/bin/sh
+case "$1 $2" in
+  "version "*) echo 20.10.24 ;;
+  "image inspect") echo "Error: No such image" >&2; exit 1 ;;
+  "manifest inspect") echo "no such manifest: $3" >&2; exit 1 ;;
+  *) echo "fake docker: unexpected $*" >&2; exit 3 ;;
+esac
+"""
+
+
+def test_a_base_tag_the_registry_lacks_stops_before_the_build(tmp_path: Path) -> None:
+    fake = tmp_path / "fake-docker"
+    fake.write_text(FAKE_DOCKER)
+    fake.chmod(0o755)
+    variables = {
+        "ansible_architecture": "aarch64",
+        "predictor_image_docker": str(fake),
+        "predictor_image_jetson_base": "l4t",
+        "predictor_image_l4t_release": "r32.5.1",
+        # A tag NGC never published (there is no l4t-base:r32.5.1).
+        "predictor_image_l4t_images": {"r32": "nvcr.io/nvidia/l4t-base:r32.5.1"},
+        "predictor_image_build_dir": str(tmp_path / "context"),
+        "predictor_image_revision": REVISION,
+    }
+    inventory = local_edge_inventory(tmp_path, "jetson")
+    result = run_playbook(
+        PLAYBOOK, "-i", str(inventory), "-e", json.dumps(variables), check=False, timeout=600
+    )
+    assert result.rc != 0
+    text = " ".join(result.stdout.split())
+    assert "The base image nvcr.io/nvidia/l4t-base:r32.5.1 does not exist in its registry" in text
+    assert "predictor_image_l4t_images" in text
+    assert "fake docker: unexpected" not in result.stdout  # no build was tried
