@@ -2,8 +2,9 @@
 `cd roles/ct_schedule && molecule test -s ct_schedule`.
 
 One systemd container: the role's refusals on the untouched host (an OnCalendar that
-`systemd-analyze calendar` rejects, a missing checkout) change nothing; then the timer and its
-oneshot service are installed, a second converge and --check change nothing, and verify asserts
+`systemd-analyze calendar` rejects, a missing checkout) change nothing, and --check runs through
+there; then the timer and its oneshot service are installed, a second converge and --check
+change nothing, and verify asserts
 the real state: `systemd-analyze verify` accepts the units, the timer is enabled and listed by
 `systemctl list-timers` with its next elapse, a start while the lock is held is refused, one
 started cycle runs the role's default command line (a stand-in ansible-playbook in a stand-in
@@ -13,6 +14,7 @@ state=absent removes it all, twice without a change the second time.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from edgecast_harness.docker import base_image
@@ -43,12 +45,18 @@ def test_molecule_ct_schedule(tmp_path: Path) -> None:
     assert "is not a systemd calendar expression" in prepare, prepare[-3000:]
     assert "lacks /srv/edgecast" in prepare, prepare[-3000:]
 
+    # The scenario runs --check twice: on the fresh host, then on the converged one.
+    checks = re.findall(r"➜ check: Executing\n(.*?)➜ check: Executed: (\w+)", output, re.S)
+    assert [result for _, result in checks] == ["Successful", "Successful"], checks
+    (fresh, _), (converged, _) = checks
+    assert max(recap_counts(fresh, "changed")) > 0, fresh[-3000:]
+    assert set(recap_counts(fresh, "failed")) == {0}, fresh[-3000:]
+    assert set(recap_counts(converged, "changed")) == {0}, f"--check changed:\n{converged[-3000:]}"
+
     converge = step_output(output, "converge")
     assert max(recap_counts(converge, "changed")) > 0, converge[-3000:]
     idempotence = step_output(output, "idempotence")
     assert set(recap_counts(idempotence, "changed")) == {0}, idempotence[-3000:]
-    check = step_output(output, "check")
-    assert set(recap_counts(check, "changed")) == {0}, f"--check changed:\n{check[-3000:]}"
     verify = step_output(output, "verify")
     assert set(recap_counts(verify, "failed")) == {0}, verify[-3000:]
 
