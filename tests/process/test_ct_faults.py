@@ -167,8 +167,14 @@ def test_a_canary_whose_predictor_stops_answering_is_judged_failed_and_never_pro
         "the candidate was taken out of its store, so a predictor started again serves the "
         "model before"
     ) in lines
-    assert lines.endswith("rolled back on the canaries; the rest of the fleet keeps its model")
-    assert failure(run, FAIL).startswith(f"The canaries refused {candidate} and were rolled back")
+    assert lines.endswith(
+        "refused on the canaries, not all of them switched back; the rest of the fleet keeps its "
+        "model"
+    )
+    assert failure(run, FAIL).startswith(
+        f"The canaries refused {candidate}, and edge-1 could not be switched back: edge-1: FAILED: "
+        "its predictor could not be read"
+    )
     assert fleet.model("edge-2")["model_id"] == previous  # the rest of the fleet, untouched
     assert not (fleet.store("edge-1") / candidate).exists()
     fleet.serve("edge-1")  # the node's service starts it again
