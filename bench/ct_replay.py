@@ -759,21 +759,30 @@ def plot(figures: dict[str, Any], checkpoints: list[dict[str, Any]], path: Path,
         top.plot([x for x, y in control if y is not None],
                  [y for x, y in control if y is not None], color="grey", lw=1.5, ls="--",
                  label="first champion never retrained (control node), 7-day")  # fmt: skip
-    marks = {
-        "promoted": ("tab:green", "-", "promoted (champion/challenger)"),
-        "refused": ("tab:orange", ":", "refused by champion/challenger"),
-        "worse candidate refused": ("tab:orange", "--", "worse candidate refused"),
+    # Decisions that change what serves: lines across both panels; the others: ticks.
+    lines = {
+        "promoted": ("tab:green", "-", "promoted by champion/challenger"),
         "rollback": ("tab:red", "-", "canary rolled back"),
-        "drift": ("tab:purple", "-.", "drift fired"),
         "step change": ("black", "--", "step change of the readings"),
+    }
+    ticks = {
+        "refused": (top, "tab:orange", "v", "refused by champion/challenger"),
+        "worse candidate refused": (top, "tab:brown", "X", "deliberately worse candidate refused"),
+        "drift": (bottom, "tab:purple", "^", "drift rule fired"),
     }
     seen: set[str] = set()
     for event in figures["events"]:
-        if event["kind"] in marks:
-            colour, style, label = marks[event["kind"]]
+        moment = stamp(event["hour"])
+        if event["kind"] in lines:
+            colour, style, label = lines[event["kind"]]
             for axis in (top, bottom):
                 shown = label if axis is top and label not in seen else None
-                axis.axvline(stamp(event["hour"]), color=colour, ls=style, lw=1, label=shown)
+                axis.axvline(moment, color=colour, ls=style, lw=0.9, label=shown)
+            seen.add(label)
+        elif event["kind"] in ticks:
+            axis, colour, marker, label = ticks[event["kind"]]
+            axis.plot([moment], [0], marker=marker, color=colour, ms=6, ls="none",
+                      label=label if label not in seen else None, clip_on=False)  # fmt: skip
             seen.add(label)
     top.set_ylabel("live MAE kWh (24 h; a colour per model)", fontsize=9)
     top.set_title(
@@ -789,6 +798,7 @@ def plot(figures: dict[str, Any], checkpoints: list[dict[str, Any]], path: Path,
                 color="tab:blue", lw=1)  # fmt: skip
     bottom.axhline(figures["drift"]["factor"], color="tab:purple", ls=":", lw=1)
     bottom.set_ylabel("live 7d / held-out\n(drift above the line)", fontsize=8)
+    bottom.legend(fontsize=7, loc="upper left")
     fig.autofmt_xdate()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
