@@ -3,8 +3,9 @@
 A champion is trained on a shipped building's readings before ``--start`` (its training ends a
 week earlier, so that the first weekly cycle has 14 held-out days neither model trained on) and
 served by a small fleet of real ``edgecast serve`` processes (LiteRT, shadow scoring on, admin
-API): the first node is the canary, the others are the rest of the fleet. Then the following
-days are replayed one by one:
+API): the first node is the canary, the others are the rest of the fleet; a control node
+outside the loop (``--no-control`` leaves it out) keeps the first champion all along, for
+comparison. Then the following days are replayed one by one:
 
 * a client sends each node the day's real consecutive hourly windows (600 hours each, with
   ``last_timestamp`` and ``series``), as fast as ``--rate`` allows: the predictors score their
@@ -235,7 +236,6 @@ class Replay:
         self.cycles: list[dict[str, Any]] = []
         self.drift_checks: list[dict[str, Any]] = []
         self.pending: Pending | None = None
-        self.swap_windows: list[tuple[float, float]] = []
         self.lock = threading.Lock()
         self.worse_candidate: str | None = None
         self.control: Node | None = None
@@ -321,9 +321,7 @@ class Replay:
         for thread in threads:
             thread.start()
         for action in actions:
-            began = time.monotonic()
             action()
-            self.swap_windows.append((began, time.monotonic()))
         for thread in threads:
             thread.join()
 
