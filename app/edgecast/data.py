@@ -10,9 +10,13 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The shipped sample beside the package in a checkout; EDGECAST_DATA_DIR points elsewhere.
 DEFAULT_DATA_DIR = Path(
@@ -29,6 +33,18 @@ LOAD_COLUMN = "equipment load [kWh]"
 
 class DataError(ValueError):
     """The data set cannot be read as an hourly series."""
+
+
+def _pandas() -> ModuleType:
+    """pandas, imported on first use: the predictor's path never loads it (nor its image)."""
+    try:
+        import pandas
+    except ImportError:
+        raise DataError(
+            "reading the data archive needs pandas: install edgecast with its data extra "
+            "(pip install 'edgecast[data]')"
+        ) from None
+    return pandas
 
 
 @dataclass(frozen=True)
@@ -54,6 +70,8 @@ def _read_hourly_csv(
     Rows at or after ``until`` are dropped before any value in them is looked at, so nothing
     after that time can shape what is computed from the frame.
     """
+    pd = _pandas()
+
     frames = []
     for path in paths:
         raw = pd.read_csv(path, dtype=str)
@@ -93,6 +111,7 @@ def load_building(
 ) -> pd.DataFrame:
     """Hourly frame with column ``load`` (kWh, NaN where missing) and optionally ``temperature``,
     of the hours before ``until`` when it is given."""
+
     building_dir = Path(data_dir) / "electricity" / building
     paths = sorted(building_dir.glob("*.csv"))
     if not paths:
@@ -110,6 +129,7 @@ def load_building(
 
 
 def summarize(building: str, frame: pd.DataFrame) -> SeriesSummary:
+
     return SeriesSummary(
         building=building,
         start=frame.index[0].isoformat(),

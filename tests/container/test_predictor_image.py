@@ -37,7 +37,6 @@ DIGEST_LABEL = "io.edgecast.context-digest"
 SERVING_PINS = (
     "ai-edge-litert",
     "numpy",
-    "pandas",
     "flask",
     "waitress",
     "prometheus-client",
@@ -49,6 +48,7 @@ import importlib.metadata, importlib.util, json, os
 print(json.dumps({{
     "versions": {{n: importlib.metadata.version(n) for n in {list(SERVING_PINS)!r}}},
     "tensorflow": importlib.util.find_spec("tensorflow") is not None,
+    "pandas": importlib.util.find_spec("pandas") is not None,
     "build_dir": os.path.exists("/build"),
     "uid": os.getuid(),
 }}))
@@ -181,6 +181,7 @@ def test_the_image_serves_a_forecast_run_as_the_deployment_runs_it(
         pins = pinned_versions()
         assert inside["versions"] == {n: pins[n] for n in SERVING_PINS}
         assert (inside["tensorflow"], inside["build_dir"], inside["uid"]) == (False, False, 10001)
+        assert inside["pandas"] is False  # the predictor never reads the data archive
 
         # SIGTERM as the kubelet sends it: the predictor drains and exits 0.
         docker("stop", "--time", "60", name, timeout=120)
