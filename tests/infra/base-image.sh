@@ -35,12 +35,46 @@ tag=local/$distribution-$arch${flavour:+-$flavour}:$suite
 no_import=${EDGECAST_BASE_IMAGE_NO_IMPORT:-0}
 mkdir -p "$cache"
 tarball=$cache/$distribution-$arch${flavour:+-$flavour}-$suite.tar
+# The image's platform as Docker names it: `docker run/build --platform linux/arm64` finds the
+# arm64 image locally only when its configuration says arm64.
+case $arch in
+  amd64) platform_arch=amd64 platform_variant='' ;;
+  arm64) platform_arch=arm64 platform_variant=v8 ;;
+  armhf) platform_arch=arm platform_variant=v7 ;;
+  *) echo "base-image.sh: unknown architecture $arch (amd64, arm64 or armhf)" >&2; exit 2 ;;
+esac
 already_there() {
   if [ "$no_import" = 1 ]; then
     [ -s "$tarball" ]
   else
-    docker image inspect "$tag" >/dev/null 2>&1
+    [ "$(docker image inspect --format '{{.Architecture}}' "$tag" 2>/dev/null)" = "$platform_arch" ]
   fi
+}
+# `docker import` records the daemon's own architecture (its --platform needs an experimental
+# daemon), so a foreign image's configuration is rewritten with its real platform and loaded again.
+set_platform() {
+  local work
+  work=$(mktemp -d)
+  docker save "$tag" | tar -x -C "$work"
+  python3 - "$work" "$tag" "$platform_arch" "$platform_variant" <<'PY'
+import hashlib, json, os, sys
+work, tag, arch, variant = sys.argv[1:]
+manifest = json.load(open(os.path.join(work, "manifest.json")))
+old = manifest[0]["Config"]
+config = json.load(open(os.path.join(work, old)))
+config["architecture"] = arch
+if variant:
+    config["variant"] = variant
+data = json.dumps(config, separators=(",", ":")).encode()
+name = hashlib.sha256(data).hexdigest() + ".json"
+open(os.path.join(work, name), "wb").write(data)
+os.remove(os.path.join(work, old))
+manifest[0]["Config"], manifest[0]["RepoTags"] = name, [tag]
+json.dump(manifest, open(os.path.join(work, "manifest.json"), "w"))
+os.remove(os.path.join(work, "repositories"))
+PY
+  tar -C "$work" -c . | docker load >/dev/null
+  rm -rf "$work"
 }
 if already_there; then
   echo "$tag"
@@ -125,5 +159,6 @@ if [ ! -s "$tarball" ]; then
 fi
 if [ "$no_import" != 1 ]; then
   docker import "$tarball" "$tag" >/dev/null
+  [ "$platform_arch" = amd64 ] || set_platform
 fi
 echo "$tag"

@@ -18,8 +18,10 @@ if ! command -v dockerd >/dev/null 2>&1; then
     'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null'
 fi
 mkdir -p /var/log
+# fd 9 (the lock) is closed for dockerd: otherwise dockerd and every container shim it starts
+# would hold the lock for as long as they live, and a later start would wait on it for ever.
 nohup dockerd --default-ulimit nofile=20000:20000 --default-ulimit nproc=5000:5000 \
-  >/var/log/edgecast-dockerd.log 2>&1 &
+  >/var/log/edgecast-dockerd.log 2>&1 9>&- &
 for _ in $(seq 1 60); do
   if docker info >/dev/null 2>&1; then
     exit 0
