@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import requests
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
@@ -722,6 +723,10 @@ run).
 {latency_table}
 ## Switching latency
 
+The loop asks about once a second, so "new model answers the loop" can come after the end of a
+playbook that took less than a second longer. On the pod switch the new model answers long
+before the playbook ends: the old pod's drain and its removal come after the switch.
+
 {markdown_table(["path", "measure", "switches", "avg", "p99", "max"], switch_rows(paths))}
 Per switch:
 
@@ -819,8 +824,7 @@ def plot_phases(paths: dict[str, PathResult], out: Path) -> Path:
     measured = [(k, v) for k, v in paths.items() if k != "floor" and v.switches]
     figure = new_figure(10, 1.2 + 1.1 * max(1, len(measured)))
     axes = figure.add_subplot()
-    palette = ["#9e9e9e", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-               "#e377c2", "#bcbd22", "#17becf", "#7f7f7f"]  # fmt: skip
+    palette = [colormaps["tab20"](i) for i in range(20)]
     names: list[str] = []
     for y, (_, result) in enumerate(measured):
         left = 0.0
@@ -832,7 +836,7 @@ def plot_phases(paths: dict[str, PathResult], out: Path) -> Path:
             axes.barh(y, value, left=left, color=colour, edgecolor="white", label=label)
             if value > 1.0:
                 axes.text(left + value / 2, y, f"{value:.1f}", ha="center", va="center",
-                          fontsize=7, color="white")  # fmt: skip
+                          fontsize=7, color="black")  # fmt: skip
             left += value
         served = float(np.median([s.to_new_model for s in result.switches]))
         axes.plot([served], [y], marker="v", color="black", markersize=9,
