@@ -723,9 +723,9 @@ run).
 {latency_table}
 ## Switching latency
 
-The loop asks about once a second, so "new model answers the loop" can come after the end of a
-playbook that took less than a second longer. On the pod switch the new model answers long
-before the playbook ends: the old pod's drain and its removal come after the switch.
+The loop asks about once a second, so the new model's first answer to it comes up to a second
+after the switch itself, and may come after the end of the playbook (hot swap). On the pod switch
+the new model answers long before the playbook ends: the old pod's drain and removal come after.
 
 {markdown_table(["path", "measure", "switches", "avg", "p99", "max"], switch_rows(paths))}
 Per switch:
