@@ -673,8 +673,8 @@ and for model switching:
 > predictions (similar loop as step 4 in the prediction inference tests). Latencies of both
 > loops were extracted into a text file based on the terminal output.
 
-The paper defines no more than this: its model-switching latency is the latency of the loop that
-transfers a weight file and has the predictors switch to it, that is from the command that
+The paper defines it no further; its model-switching latency reads as the latency of the loop
+that transfers a weight file and has the predictors switch to it, that is from the command that
 starts a switch to the new model serving. Here:
 
 - **inference latency**: the same loop ({REQUESTS} requests of {WINDOW} real hourly loads of
@@ -701,12 +701,11 @@ tests of other changes ran; a load near or above the core count means the client
 and other processes queued for the CPUs). So:
 
 - the figures compare **the procedure** (the same loop, the same request size, a real rollout
-  by the real playbook), not the hardware: an x86 server core runs this small model many times
-  faster than a Cortex-A57/A72, and nothing here says how fast the boards would be;
+  by the real playbook), not the hardware: a server-class x86 core is faster than a
+  Cortex-A57/A72 core, and nothing here says how fast the boards would be;
 - the paper does not say what its 7.7 to 10 s per request were spent on; this predictor keeps
-  its model loaded and answers from memory (a forecast costs milliseconds of CPU), so the
-  difference of three orders of magnitude is mostly software and cannot be read as a hardware
-  ratio;
+  its model loaded and answers from memory (a forecast costs milliseconds of CPU here), so the
+  difference of three orders of magnitude cannot be read as a hardware ratio;
 - the paper's 26 to 39 s of switching included transferring a weight file to the board and
   loading it into a predictor there; here the transfer is a copy on the same machine and
   Ansible's own start-up is a large share (see the parts below); on a board reached over a
