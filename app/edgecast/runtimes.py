@@ -9,10 +9,9 @@ predictor never loads TensorFlow.
 from __future__ import annotations
 
 import math
-import os
 import queue
 import threading
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -20,6 +19,9 @@ from edgecast.bundle import Bundle, BundleError
 from edgecast.bundle.errors import cut_short
 from edgecast.bundle.layout import LITERT, MAX_FILE_BYTES
 from edgecast.store_rules import shown
+
+if TYPE_CHECKING:
+    from edgecast.keras_networks import SpareNetworks
 
 RUNTIMES = ("keras", "litert")
 # Interpreters of one LiteRT model, at most: one per waitress thread of the default settings.
@@ -36,33 +38,24 @@ class Runtime(Protocol):
 
 
 class KerasRuntime:
-    """Rebuilds the network from the architecture and assigns the bundle's weights."""
+    """Rebuilds the network from the architecture and assigns the bundle's weights.
+
+    With ``spares``, the network is a spare already traced for the architecture when one is
+    ready (a hot swap then costs a weight assignment, not a trace).
+    """
 
     name = "keras"
 
-    def __init__(self, bundle: Bundle) -> None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import tensorflow as tf
-
-        from edgecast.sbn import assign_weights, build_sbn
+    def __init__(self, bundle: Bundle, spares: SpareNetworks | None = None) -> None:
+        from edgecast.keras_networks import trace_network
+        from edgecast.sbn import assign_weights
 
         config = bundle.config
-        model = build_sbn(config)
-        assign_weights(model, config, bundle.weights)
-        self.input_names = ["load", "calendar"] + (
-            ["temperature"] if config.use_temperature else []
-        )
-        shapes = {
-            "load": (None, config.window),
-            "calendar": (None, config.horizon, config.calendar_width),
-            "temperature": (None, config.window),
-        }
-        signature = [tf.TensorSpec(shapes[n], tf.float32, name=n) for n in self.input_names]
-        # A concrete function skips tf.function's per-call argument binding (~0.6 ms a request).
-        self._call = tf.function(
-            lambda *xs: model(list(xs), training=False), input_signature=signature
-        ).get_concrete_function()
-        self.model = model
+        network = spares.take(config) if spares is not None else trace_network(config)
+        assign_weights(network.model, config, bundle.weights)
+        self.input_names = list(network.input_names)
+        self._call = network.call
+        self.model = network.model
 
     def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return self._call(*(inputs[n] for n in self.input_names)).numpy()
@@ -191,9 +184,10 @@ def _checked_output(details: list[dict[str, Any]], horizon: int) -> int:
     return int(detail["index"])
 
 
-def create_runtime(name: str, bundle: Bundle) -> Runtime:
+def create_runtime(name: str, bundle: Bundle, spares: SpareNetworks | None = None) -> Runtime:
+    """The named runtime on ``bundle``; ``spares`` (keras only) keeps traced networks ready."""
     if name == "keras":
-        return KerasRuntime(bundle)
+        return KerasRuntime(bundle, spares)
     if name == "litert":
         return LiteRTRuntime(bundle)
     raise ValueError(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIMES)}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from edgecast_harness.bodies import window_from_data
 from edgecast_harness.load_client import LoadProcess
 
 SWAPS = 20
@@ -111,3 +112,42 @@ def test_hot_swap_under_load_from_another_process(trained_store, start_predictor
     assert model["previous"]["model_id"] == swaps[-1].previous
     metrics = predictor.get("/metrics").text
     assert f'edgecast_model_swaps_total{{result="loaded"}} {float(SWAPS)}' in metrics
+
+
+def test_keras_swaps_take_a_spare_network_and_each_model_keeps_its_own_forecasts(
+    trained_store, start_predictor
+):
+    """A keras swap assigns the bundle's weights into a spare network traced in advance; a spare
+    is never shared, so a model swapped out, rolled back to or swapped in again forecasts exactly
+    what it forecast before."""
+    first, second = trained_store.model_ids
+    predictor = start_predictor(
+        trained_store.root, "--model-id", first, "--runtime", "keras", admin=True
+    )
+    body = window_from_data()
+
+    def served() -> tuple[str, list[float]]:
+        response = predictor.post("/v1/predict", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()["model_id"], response.json()["forecast_kwh"]
+
+    forecasts = dict([served()])
+    steps = [
+        ("/admin/v1/models", {"model_id": second}, second),
+        ("/admin/v1/models", {"model_id": first}, first),
+        ("/admin/v1/models", {"model_id": second}, second),
+        ("/admin/v1/rollback", None, first),
+        ("/admin/v1/rollback", None, second),
+    ]
+    for path, request, expected in steps:
+        response = predictor.admin(path, request)
+        assert response.status_code == 200, response.text
+        model_id, forecast = served()
+        assert model_id == expected
+        assert forecast == forecasts.setdefault(model_id, forecast), (path, model_id)
+    assert forecasts[first] != forecasts[second]
+    # The first model was traced at start-up; each swap took the spare built after the one
+    # before (a rollback loads nothing).
+    log = predictor.log()
+    assert log.count("keras network: traced now") == 1, log
+    assert log.count("keras network: the spare, traced in advance") == 3, log
