@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecast_harness.docker import AMD64_BASE_IMAGE, image_archive
+from edgecast_harness.docker import base_image, image_archive
 from edgecast_harness.fleet import Fleet
 from edgecast_harness.images import REVISION, copy_source
 from edgecast_harness.playbook import PlaybookRun, run_playbook
@@ -44,19 +44,26 @@ def jetpack_stand_in(fleet: Fleet, name: str) -> None:
 
 
 @pytest.fixture(scope="module")
+def amd64_base() -> str:
+    """The nodes' base image, made here (or found) before it is saved for them: on a fresh
+    machine no other test may have imported it into this engine yet."""
+    return base_image("amd64")
+
+
+@pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The package source as this checkout has it, fixed for the module."""
     return copy_source(tmp_path_factory.mktemp("source"))
 
 
-def play(fleet: Fleet, source: Path, playbook: str, *args: str) -> PlaybookRun:
+def play(fleet: Fleet, source: Path, base: str, playbook: str, *args: str) -> PlaybookRun:
     image_vars = {
         # Both hosts are x86_64 stand-ins (see the module docstring).
         "predictor_image_profile": "amd64",
         "predictor_image_source_dir": str(source),
         "predictor_image_revision": REVISION,
-        "predictor_image_base_image": AMD64_BASE_IMAGE,
-        "predictor_image_base_image_archive": str(image_archive(AMD64_BASE_IMAGE)),
+        "predictor_image_base_image": base,
+        "predictor_image_base_image_archive": str(image_archive(base)),
         "predictor_image_extra_ca_bundle": HOST_CA_BUNDLE,
         "k3s_container_runtime": "docker",
     }
@@ -67,11 +74,11 @@ def play(fleet: Fleet, source: Path, playbook: str, *args: str) -> PlaybookRun:
 
 
 @pytest.fixture(scope="module")
-def provisioned(fleet: Fleet, source: Path) -> tuple[PlaybookRun, PlaybookRun]:
+def provisioned(fleet: Fleet, source: Path, amd64_base: str) -> tuple[PlaybookRun, PlaybookRun]:
     jetpack_stand_in(fleet, "nano-1")
     return (
-        play(fleet, source, "playbooks/provision-edge.yml"),
-        play(fleet, source, "playbooks/predictor-image.yml"),
+        play(fleet, source, amd64_base, "playbooks/provision-edge.yml"),
+        play(fleet, source, amd64_base, "playbooks/predictor-image.yml"),
     )
 
 
@@ -123,10 +130,10 @@ def test_each_node_builds_its_image_in_its_own_engine(
 
 
 def test_a_second_and_a_checked_run_of_both_plays_change_nothing(
-    fleet: Fleet, source: Path, provisioned: tuple[PlaybookRun, PlaybookRun]
+    fleet: Fleet, source: Path, amd64_base: str, provisioned: tuple[PlaybookRun, PlaybookRun]
 ) -> None:
     for playbook in ("playbooks/provision-edge.yml", "playbooks/predictor-image.yml"):
-        again = play(fleet, source, playbook)
+        again = play(fleet, source, amd64_base, playbook)
         assert again.changed() == 0, again.changed_tasks()
-        checked = play(fleet, source, playbook, "--check")
+        checked = play(fleet, source, amd64_base, playbook, "--check")
         assert checked.changed() == 0, checked.changed_tasks()
