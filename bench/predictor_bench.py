@@ -65,6 +65,13 @@ RATIO_GOALS = {
     "litert": {"p50": 1.3, "p99": 2.0, "rps": 0.75},
     "keras": {"p50": 1.6, "p99": 2.0, "rps": 0.5},
 }
+# Each runtime's own: the median admin swap (load, parity gate, swap) at most, in seconds, and
+# the predictor's RSS after the 4-client load at most, in MiB (None: reported only; the keras
+# predictor holds TensorFlow).
+RUNTIME_GOALS: dict[str, dict[str, float | None]] = {
+    "litert": {"swap_median_s": 0.1, "rss_mib": 120.0},
+    "keras": {"swap_median_s": 0.3, "rss_mib": None},
+}
 FLOOR_SCRIPT = REPO / "bench" / "predictor_floor.py"
 
 
@@ -155,6 +162,7 @@ class RuntimeFigures:
     hot_swap: SwapFigures
     rss_after_swaps_mb: float
     exit_code: int | None
+    metrics_scrapes: tuple[int, int] = (0, 0)  # (answered, failed) with --scrape-metrics
     ratios: dict[str, float] = field(default_factory=dict)  # to the floor of the same run
 
     def compare(self, floor: FloorFigures) -> None:
@@ -172,6 +180,7 @@ class RuntimeFigures:
             + self.four_clients.failed
             + self.hot_swap.during.failed
             + (self.hot_swap.swaps - self.hot_swap.ok)
+            + self.metrics_scrapes[1]
         )
 
     def verdicts(self) -> dict[str, bool]:
@@ -182,6 +191,10 @@ class RuntimeFigures:
             "swap": self.hot_swap.wall_max_s < GOALS["hot_swap_s"],
             "failed": self.failed == GOALS["failed"],
         }
+        own = RUNTIME_GOALS[self.runtime]
+        verdicts["swap median"] = self.hot_swap.wall_median_s <= (own["swap_median_s"] or 0)
+        if own["rss_mib"] is not None:
+            verdicts["rss"] = self.rss_after_load_mb <= own["rss_mib"]
         if self.ratios:
             goals = RATIO_GOALS[self.runtime]
             verdicts["p50/floor"] = self.ratios["p50"] <= goals["p50"]
@@ -281,6 +294,52 @@ def client_process(
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     client.close()
     results.put((index, client.latencies_ms, client.failed, elapsed, cpu, client.errors))
+
+
+def scrape_process(port: int, hz: float, stop: EventType, results: Queue[tuple[int, int]]) -> None:
+    """GET /metrics every 1/hz s on a connection of its own until ``stop``; (scrapes, failed)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT_S)
+    done = failed = 0
+    while not stop.wait(1.0 / hz):
+        try:
+            conn.request("GET", "/metrics")
+            response = conn.getresponse()
+            response.read()
+            done += 1
+            failed += response.status != 200
+        except (OSError, http.client.HTTPException):
+            failed += 1
+            conn.close()
+            conn = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT_S)
+    results.put((done, failed))
+
+
+class MetricsScraper:
+    """A Prometheus-like scraper of the predictor's /metrics at ``hz``, in a process of its own
+    (its CPU is neither the client's nor the server's)."""
+
+    def __init__(self, port: int, hz: float) -> None:
+        ctx = mp.get_context("spawn")
+        self.stop = ctx.Event()
+        self.results: Queue[tuple[int, int]] = ctx.Queue()
+        self.process = ctx.Process(
+            target=scrape_process, args=(port, hz, self.stop, self.results), daemon=True
+        )
+
+    def __enter__(self) -> MetricsScraper:
+        self.process.start()
+        return self
+
+    def finish(self) -> tuple[int, int]:
+        """Stops the scraper: (scrapes answered, failed)."""
+        self.stop.set()
+        figures = self.results.get(timeout=30)
+        self.process.join(10)
+        return figures
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.is_alive():
+            self.process.kill()
 
 
 class ClientPool:
@@ -608,6 +667,7 @@ def bench_runtime(
 ) -> RuntimeFigures:
     print(f"\n== runtime {runtime}: serving {model_ids[0]} (swap partner {model_ids[1]})")
     launcher = PredictorLauncher(workdir)
+    scraper: MetricsScraper | None = None
     try:
         predictor, first_answer, cold = start_predictor(
             launcher, store, model_ids[0], runtime, args.threads
@@ -620,6 +680,12 @@ def bench_runtime(
         if status != 200 or len(answer.get("forecast_kwh", [])) == 0:
             raise RuntimeError(f"the first prediction failed: HTTP {status}: {answer}")
         rss_ready = memory_mb(predictor.pid)["VmRSS"]
+        scraper = (
+            MetricsScraper(predictor.port, args.scrape_metrics) if args.scrape_metrics else None
+        )
+        if scraper is not None:
+            scraper.__enter__()
+            print(f"scraping /metrics at {args.scrape_metrics:g} Hz through all phases")
 
         print(f"one client: {args.warmup} warm-up, then {args.requests} sequential requests ...")
         single = one_client(predictor.pid, predictor.port, body, args.warmup, args.requests)
@@ -654,11 +720,17 @@ def bench_runtime(
             print(f"  ! {error}")
         rss_swaps = memory_mb(predictor.pid)["VmRSS"]
         print(f"  predictor RSS after the swaps: {rss_swaps:.0f} MiB")
+        scrapes = (0, 0)
+        if scraper is not None:
+            scrapes = scraper.finish()
+            print(f"  /metrics scrapes: {scrapes[0]} answered, {scrapes[1]} failed")
     except BaseException:
         for started in launcher.started:
             print(f"predictor log ({started.log_path}):\n{started.log_tail()}", file=sys.stderr)
         raise
     finally:
+        if scraper is not None:
+            scraper.__exit__()
         exit_codes = [started.stop() for started in launcher.started]
     exit_code = exit_codes[0]
     return RuntimeFigures(
@@ -675,6 +747,7 @@ def bench_runtime(
         hot_swap=swap,
         rss_after_swaps_mb=rss_swaps,
         exit_code=exit_code,
+        metrics_scrapes=scrapes,
     )
 
 
@@ -723,12 +796,14 @@ def table(results: list[RuntimeFigures], args: argparse.Namespace) -> str:
     )
     goal = (
         f"{'goal':<8} {'-':>7} {'< 5':>7} {'< 20':>7} {'> 200':>9} {'-':>7} {'-':>7} "
-        f"{'-':>8} {'-':>9} {'< 1':>9} {'-':>7} {'0':>7}"
+        f"{'*':>8} {'*':>9} {'< 1':>9} {'-':>7} {'0':>7}"
     )
     lines = [
         f"predictor benchmark: {os.cpu_count()} CPU(s), Python {platform.python_version()}, "
         f"{args.requests} sequential requests, {CLIENTS} clients x {args.duration:g} s, "
-        f"{args.swaps} swaps; load average before/after {args.loadavg_before} / "
+        f"{args.swaps} swaps; "
+        + (f"/metrics scraped at {args.scrape_metrics:g} Hz; " if args.scrape_metrics else "")
+        + f"load average before/after {args.loadavg_before} / "
         f"{load_average()} (other processes skew the figures on a 2-core machine)",
         header,
         goal,
@@ -743,7 +818,8 @@ def table(results: list[RuntimeFigures], args: argparse.Namespace) -> str:
             f"{r.one_client.p99_ms:>6.2f}{'' if v['p99'] else '!'} "
             f"{r.four_clients.requests_per_s:>8.0f}{'' if v['rps'] else '!'} "
             f"{r.four_clients.p50_ms:>7.2f} {r.four_clients.p99_ms:>7.2f} "
-            f"{r.rss_after_load_mb:>8.0f} {r.hot_swap.wall_median_s:>9.3f} "
+            f"{r.rss_after_load_mb:>7.0f}{'' if v.get('rss', True) else '!'} "
+            f"{r.hot_swap.wall_median_s:>8.3f}{'' if v['swap median'] else '!'} "
             f"{r.hot_swap.wall_max_s:>8.3f}{'' if v['swap'] else '!'} "
             f"{r.hot_swap.load_seconds_median:>7.3f} "
             f"{r.failed:>6d}{'' if v['failed'] else '!'}  "
@@ -752,7 +828,13 @@ def table(results: list[RuntimeFigures], args: argparse.Namespace) -> str:
     lines.append(
         "(cold s: process start to /readyz 200; RSS after the 4-client load; swap: wall time of "
         "POST /admin/v1/models; load s: server-reported load_seconds, median; failed: all "
-        "phases incl. during swaps; ! marks a missed goal)"
+        "phases incl. during swaps; ! marks a missed goal; * per runtime: "
+        + "; ".join(
+            f"{name} swap median <= {g['swap_median_s']} s"
+            + (f", RSS <= {g['rss_mib']:.0f} MiB" if g["rss_mib"] is not None else "")
+            for name, g in RUNTIME_GOALS.items()
+        )
+        + ")"
     )
     return "\n".join(lines)
 
@@ -772,6 +854,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="4-client run, seconds")
     parser.add_argument("--swaps", type=int, default=10, help="hot swaps")
     parser.add_argument("--threads", type=int, help="waitress threads (default: the server's)")
+    parser.add_argument(
+        "--scrape-metrics",
+        type=float,
+        default=0.0,
+        metavar="HZ",
+        help="scrape each predictor's /metrics at HZ through all its phases (0: no scraping)",
+    )
     parser.add_argument("--building", default="b13", help="building for the request and training")
     parser.add_argument("--end", default="2017-12-20 23:00", help="last hour of the request")
     parser.add_argument("--json", type=Path, help="also write all figures to this JSON file")
@@ -835,6 +924,7 @@ def main(argv: list[str] | None = None) -> int:
             "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "goals": GOALS,
             "ratio_goals": RATIO_GOALS,
+            "runtime_goals": RUNTIME_GOALS,
             "floor": asdict(floor),
             "runtimes": {
                 r.runtime: {**asdict(r), "failed": r.failed, "verdicts": r.verdicts()}
