@@ -6,7 +6,9 @@ Trains two small b13 bundles (or takes ``--bundles A B``), runs ``site.yml`` on 
 folder and port, starts the load client as a separate process, then runs
 ``rollout-model.yml`` alternating the bundles. Prints, per rollout, the time from the playbook's
 start to the first request answered by the new model, the playbook's wall time, and Ansible's
-per-task times (profile_tasks) of the last run; then medians and the failed requests.
+per-task times (profile_tasks) of the last run; then medians and the failed requests, beside
+the floor: the wall time of ``ansible-playbook`` running an empty play on the same inventory
+(Ansible's own start-up), measured in the same run.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def main() -> int:
     finally:
         load.stop()
         edgecast("service", "stop", "--pid-file", str(work / "var/run/predictor.pid"), check=False)
+    floor = empty_play_floor(work, extra, rounds=5)
     records, failed = load.records(), load.failed()
     tasks = [line for line in last.splitlines() if re.search(r"-{4,} \d+\.\d+s$", line)]
     print("\nslowest tasks of the last rollout (profile_tasks):")
@@ -68,7 +71,26 @@ def main() -> int:
         f"{statistics.median(to_serving):.2f} s (max {max(to_serving):.2f}); playbook wall "
         f"median {statistics.median(walls):.2f} s; {len(records)} requests, {len(failed)} failed"
     )
+    print(
+        f"floor: an empty play on the same inventory takes {floor:.2f} s (median of 5); new "
+        f"model serving x{statistics.median(to_serving) / floor:.2f}, playbook wall "
+        f"x{statistics.median(walls) / floor:.2f} of it"
+    )
     return 1 if failed else 0
+
+
+def empty_play_floor(work: Path, extra: list[str], rounds: int) -> float:
+    """Median wall time of ``ansible-playbook`` with one empty play on the edge hosts."""
+    play = work / "empty.yml"
+    play.write_text(
+        "- name: Nothing\n  hosts: edge\n  gather_facts: false\n  tasks: []\n", encoding="utf-8"
+    )
+    walls = []
+    for _ in range(rounds):
+        started = time.time()
+        run_playbook(str(play), *extra)
+        walls.append(time.time() - started)
+    return statistics.median(walls)
 
 
 if __name__ == "__main__":

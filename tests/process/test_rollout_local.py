@@ -7,6 +7,7 @@ alternate between two real bundles; then a refused bundle, a check-mode run and 
 
 from __future__ import annotations
 
+import json
 import shutil
 import statistics
 import time
@@ -181,6 +182,28 @@ def test_rollback_to_previous_and_to_a_named_model(
     assert "not in the predictor's store" in missing.stdout
     assert edge.serving() == other
     assert all(r["status"] == 200 for r in load.records())
+
+
+def test_the_token_is_read_by_a_lookup_here_and_on_the_node_elsewhere(
+    edge: LocalEdge, trained_store: TrainedStore
+) -> None:
+    """The embedded default's node is the controller: its token file is read by a lookup, with
+    no module round trip. A node that is not (forced here, on the same files) has it read on
+    the node by slurp; both switch the model."""
+    before = edge.serving()
+    other = next(m for m in trained_store.model_ids if m != before)
+    here = edge.rollout("-e", f"model_bundle={trained_store.root / other}")
+    assert here.rc == 0, here.tail()
+    assert list(here.results("Read the admin token on the node")) == []  # skipped
+    assert edge.serving() == other
+    remote = edge.rollout(
+        "-e", f"model_bundle={trained_store.root / before}",
+        "-e", json.dumps({"__model_rollout_token_on_controller": False}),
+    )  # fmt: skip
+    assert remote.rc == 0, remote.tail()
+    (read,) = remote.results("Read the admin token on the node")
+    assert "content" not in read and "censored" in read  # no_log hides what it read
+    assert edge.serving() == before
 
 
 def test_bad_arguments_fail_before_anything_changes(edge: LocalEdge) -> None:
