@@ -147,6 +147,9 @@ def test_a_bundle_failing_parity_on_the_node_keeps_the_old_model(
     assert "refused the switch (422)" in result.stdout, result.stdout[-3000:]
     assert "parity check failed" in result.stdout
     assert f"still serves {before}" in result.stdout
+    summary = result.stdout.split("ROLLOUT SUMMARY", 1)[-1]
+    assert 'localhost: FAILED at "Switch the predictor to the model"' in summary, summary
+    assert "parity check failed" in summary, summary
     assert edge.serving() == before
     assert all(r["status"] == 200 for r in load.records())
     shutil.rmtree(edge.var / "models" / bad.name)
@@ -173,6 +176,8 @@ def test_rollback_to_previous_and_to_a_named_model(
     assert edge.serving() == other
     back = edge.rollout("-e", "rollback_to=previous")
     assert back.rc == 0, back.stdout[-3000:]
+    summary = back.stdout.split("ROLLOUT SUMMARY", 1)[-1]
+    assert "localhost: ok:" in summary and before in summary, summary
     assert edge.serving() == before
     named = edge.rollout("-e", f"rollback_to={other}")
     assert named.rc == 0, named.stdout[-3000:]

@@ -110,6 +110,9 @@ def run_playbook(
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
+        # ansible-runner sets this variable (for its own callback), which hides ansible.cfg's
+        # callback_plugins: name the project's again.
+        "ANSIBLE_CALLBACK_PLUGINS": str(REPO / "plugins" / "callback"),
         **(env or {}),
     }
     try:
