@@ -89,9 +89,13 @@ class Predictor:
             time.sleep(0.1)
         raise AssertionError(f"predictor not ready after {timeout} s:\n{self.log()}")
 
-    def wait_alive(self, timeout: float = 30) -> None:
+    def wait_alive(self, timeout: float = 90) -> None:
+        """Until /healthz answers 200 (as long as wait_ready allows: on a loaded 2-core machine
+        the process's imports alone have taken over 30 s)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"predictor exited {self.process.returncode}:\n{self.log()}")
             try:
                 if self.get("/healthz").status_code == 200:
                     return
