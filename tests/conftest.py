@@ -23,6 +23,7 @@ from edgecast_harness.background import BackgroundJob
 from edgecast_harness.bodies import window_from_data
 from edgecast_harness.bundles import TrainedStore
 from edgecast_harness.cache import cached_dir, content_key
+from edgecast_harness.cluster import Cluster, SharedCluster
 from edgecast_harness.images import BuiltImage, build_predictor_image
 from edgecast_harness.paths import REPO
 from edgecast_harness.predictor import PredictorLauncher, edgecast
@@ -51,7 +52,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     that this sees the selection after ``-k``/``-m`` deselection.
     """
     items.sort(key=lambda item: TIERS.index(tier_of(item)))
-    on_cluster = [item for item in items if tier_of(item) == "cluster"]
+    on_cluster = [item for item in items if "kube_cluster" in getattr(item, "fixturenames", ())]
     if config.option.collectonly:
         return
     images: list[str] = []
@@ -76,6 +77,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 base_image_prefetch = BackgroundJob("base-images")
 cluster_build = BackgroundJob("cluster-build")
+_shared_cluster = SharedCluster()
+
+
+@pytest.fixture(scope="session")
+def kube_cluster() -> Iterator[Cluster]:
+    """The harness's cluster (tests/infra/cluster), started (and built if needed) once for the
+    whole run: the fleet tier joins its hosts to it, the cluster tier deploys on its node."""
+    yield _shared_cluster.start()
+    _shared_cluster.stop()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

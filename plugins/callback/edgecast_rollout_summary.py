@@ -51,7 +51,8 @@ class CallbackModule(CallbackBase):
             return
         self._ran = True
         inventory = play.get_variable_manager()._inventory
-        for host in inventory.get_hosts(play.hosts):
+        # Every node of the play: a batch (serial) restricts the inventory to itself.
+        for host in inventory.get_hosts(play.hosts, ignore_restrictions=True):
             if host.name not in self._nodes:
                 self._nodes.append(host.name)
 

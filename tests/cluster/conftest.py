@@ -1,4 +1,5 @@
-"""The cluster tier: one real Kubernetes (tests/infra/cluster) for every test in this folder."""
+"""The cluster tier: the real Kubernetes of tests/infra/cluster (``kube_cluster``, shared with
+the fleet tier through tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,6 @@ import os
 from collections.abc import Iterator
 
 import pytest
-
-from edgecast_harness.cluster import Cluster, SharedCluster
-
-_shared = SharedCluster()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -20,10 +17,3 @@ def only_the_kubeconfigs_passed() -> Iterator[None]:
              if name in os.environ}  # fmt: skip
     yield
     os.environ.update(saved)
-
-
-@pytest.fixture(scope="session")
-def kube_cluster() -> Iterator[Cluster]:
-    """The harness's cluster, started (and built if needed) once for the whole test run."""
-    yield _shared.start()
-    _shared.stop()

@@ -21,11 +21,22 @@ PIP_CACHE = Path.home() / ".cache" / "pip"
 # cannot put overlay2 on the container's own overlay root (it would fall back to vfs, which
 # copies every layer whole).
 DOCKER_DATA = "/var/lib/docker"
+# An edge node joins the test cluster with a kubelet and cri-dockerd running as root there, as
+# k3s does on a board: the CNI plugins they run enter the network namespace of pods that run as
+# uid 10001, which takes CAP_SYS_PTRACE (root on a board has it; a container does not).
+KUBELET_CAPABILITIES = ("SYS_PTRACE",)
 
 HOSTS = (
     HostSpec("cloud-1", ("cloud",), volumes=(f"{PIP_CACHE}:/root/.cache/pip",)),
-    HostSpec("pi-1", ("rpi", "k3s_server"), volumes=(DOCKER_DATA,)),
-    HostSpec("nano-1", ("jetson", "k3s_agent"), volumes=(DOCKER_DATA,)),
+    HostSpec(
+        "pi-1", ("rpi", "k3s_server"), volumes=(DOCKER_DATA,), capabilities=KUBELET_CAPABILITIES
+    ),
+    HostSpec(
+        "nano-1",
+        ("jetson", "k3s_agent"),
+        volumes=(DOCKER_DATA,),
+        capabilities=KUBELET_CAPABILITIES,
+    ),
 )
 
 

@@ -20,27 +20,12 @@ from pathlib import Path
 import pytest
 
 from edgecast_harness.docker import base_image, image_archive
-from edgecast_harness.fleet import Fleet
+from edgecast_harness.fleet import HOST_CA_BUNDLE, Fleet, jetpack_stand_in
 from edgecast_harness.images import REVISION, copy_source
 from edgecast_harness.playbook import PlaybookRun, run_playbook
 
 BASE_IMAGES = ("amd64 systemd", "amd64")
 EDGE = ("pi-1", "nano-1")
-HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-STAND_IN_RUNTIME = """#!/bin/sh
-# Stand-in for NVIDIA's nvidia-container-runtime (test only): log the call, then run runc.
-echo "$*" >> /var/log/nvidia-container-runtime-stand-in.log
-exec runc "$@"
-"""
-L4T_RELEASE = "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64\n"
-
-
-def jetpack_stand_in(fleet: Fleet, name: str) -> None:
-    """What JetPack puts on a Jetson before edgecast's roles run, as stand-ins."""
-    host = fleet[name]
-    host.run(f"cat > /usr/bin/nvidia-container-runtime <<'EOF'\n{STAND_IN_RUNTIME}EOF")
-    host.run("chmod 0755 /usr/bin/nvidia-container-runtime")
-    host.run(f"printf '%s' '{L4T_RELEASE}' > /etc/nv_tegra_release")
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,8 @@ class HostSpec:
     host_vars: dict[str, object] = field(default_factory=dict)
     # Extra ``docker run --volume`` mounts, e.g. a download cache shared with this machine.
     volumes: tuple[str, ...] = ()
+    # Extra capabilities (``docker run --cap-add``), e.g. for a kubelet (fleet_kube.py).
+    capabilities: tuple[str, ...] = ()
 
 
 @dataclass
@@ -120,6 +122,7 @@ def start_fleet(work: Path, specs: Iterable[HostSpec], group_vars: dict | None =
                 "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp:exec",
                 "--volume", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cgroupns", "host",
                 *(f"--volume={volume}" for volume in spec.volumes),
+                *(f"--cap-add={capability}" for capability in spec.capabilities),
                 "--label", "io.edgecast.test=fleet", image, "/sbin/init",
             )  # fmt: skip
             address = docker(
@@ -137,6 +140,22 @@ def start_fleet(work: Path, specs: Iterable[HostSpec], group_vars: dict | None =
         fleet.stop()
         raise
     return fleet
+
+
+STAND_IN_RUNTIME = """#!/bin/sh
+# Stand-in for NVIDIA's nvidia-container-runtime (test only): log the call, then run runc.
+echo "$*" >> /var/log/nvidia-container-runtime-stand-in.log
+exec runc "$@"
+"""
+L4T_RELEASE = "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64\n"
+
+
+def jetpack_stand_in(fleet: Fleet, name: str) -> None:
+    """What JetPack puts on a Jetson before edgecast's roles run, as stand-ins."""
+    host = fleet[name]
+    host.run(f"cat > /usr/bin/nvidia-container-runtime <<'EOF'\n{STAND_IN_RUNTIME}EOF")
+    host.run("chmod 0755 /usr/bin/nvidia-container-runtime")
+    host.run(f"printf '%s' '{L4T_RELEASE}' > /etc/nv_tegra_release")
 
 
 def wait_for_ssh(fleet: Fleet, name: str, timeout: float = 120) -> None:
