@@ -30,7 +30,7 @@ from edgecast_harness.bundles import TrainedStore
 from edgecast_harness.cluster import Cluster, wait_for
 from edgecast_harness.docker import base_image, image_archive
 from edgecast_harness.fleet import HOST_CA_BUNDLE, Fleet, jetpack_stand_in
-from edgecast_harness.fleet_kube import JoinedNode, join, leave
+from edgecast_harness.fleet_kube import join, leave
 from edgecast_harness.images import REVISION, copy_source
 from edgecast_harness.load_client import LoadProcess
 from edgecast_harness.playbook import PlaybookRun, run_playbook
@@ -47,7 +47,6 @@ class Site:
     inventory: Path
     namespace: str
     extra: dict
-    nodes: dict[str, JoinedNode]
     joining: list[str] = field(default_factory=list)
     first_run_s: float = 0.0
 
@@ -110,14 +109,14 @@ def site(
         "predictor_image_extra_ca_bundle": HOST_CA_BUNDLE,
         "k3s_container_runtime": "docker",
     }
-    site = Site(kube_cluster, fleet, inventory, namespace, extra, {})
+    site = Site(kube_cluster, fleet, inventory, namespace, extra)
     jetpack_stand_in(fleet, "nano-1")
     # Docker on the nodes first (the play site.yml runs first too): the nodes join with it.
     site.play("playbooks/provision-edge.yml", "--limit", ",".join(EDGE)).assert_ok()
     try:
         for name in EDGE:
             site.joining.append(name)
-            site.nodes[name] = join(kube_cluster, fleet, name, work)
+            join(kube_cluster, fleet, name, work)
         started = time.monotonic()
         first = site.play("site.yml")
         site.first_run_s = time.monotonic() - started
