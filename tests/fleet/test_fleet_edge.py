@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from edgecast_harness.docker import base_image, image_archive
-from edgecast_harness.fleet import HOST_CA_BUNDLE, Fleet, jetpack_stand_in
-from edgecast_harness.images import REVISION, copy_source
+from edgecast_harness.docker import base_image
+from edgecast_harness.fleet import Fleet, edge_image_vars, jetpack_stand_in
+from edgecast_harness.images import copy_source
 from edgecast_harness.playbook import PlaybookRun, run_playbook
 
 BASE_IMAGES = ("amd64 systemd", "amd64")
@@ -42,16 +42,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def play(fleet: Fleet, source: Path, base: str, playbook: str, *args: str) -> PlaybookRun:
-    image_vars = {
-        # Both hosts are x86_64 stand-ins (see the module docstring).
-        "predictor_image_profile": "amd64",
-        "predictor_image_source_dir": str(source),
-        "predictor_image_revision": REVISION,
-        "predictor_image_base_image": base,
-        "predictor_image_base_image_archive": str(image_archive(base)),
-        "predictor_image_extra_ca_bundle": HOST_CA_BUNDLE,
-        "k3s_container_runtime": "docker",
-    }
+    image_vars = {**edge_image_vars(source, base), "k3s_container_runtime": "docker"}
     return run_playbook(
         playbook, "-i", str(fleet.inventory), "--limit", ",".join(EDGE),
         "-e", json.dumps(image_vars), *args, timeout=2400,

@@ -32,14 +32,13 @@ from typing import TypeVar
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from .paths import REPO
+from .paths import HOST_CA_BUNDLE, REPO
 
 CLUSTER_SH = REPO / "tests" / "infra" / "cluster" / "cluster.sh"
 STATE_DIR = Path(os.environ.get("EDGECAST_CLUSTER_DIR", "/var/lib/edgecast-cluster"))
 # A cold build (empty cache) on a 2-core machine, plus the start itself.
 START_TIMEOUT_S = 3600
 BASE_IMAGE = "local/debian-amd64:bookworm"
-HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 HTTP_IMAGE = "local/edgecast-cluster-python-http:1"
 
 T = TypeVar("T")

@@ -22,12 +22,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .docker import base_image, docker, docker_engine
-from .paths import REPO
+from .docker import base_image, docker, docker_engine, image_archive
+from .images import REVISION
+from .paths import HOST_CA_BUNDLE, REPO
 
 NODE_IMAGE = "local/edgecast-fleet-node:bookworm"
 NODE_DOCKERFILE = REPO / "tests" / "infra" / "fleet" / "node.Dockerfile"
-HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 USER = "edgecast"
 SSH_OPTIONS = (
     "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
@@ -140,6 +140,20 @@ def start_fleet(work: Path, specs: Iterable[HostSpec], group_vars: dict | None =
         fleet.stop()
         raise
     return fleet
+
+
+def edge_image_vars(source: Path, base: str) -> dict[str, str]:
+    """predictor_image's settings for the fleet's edge hosts: x86_64 stand-ins for the boards,
+    so they build the amd64 profile (rpi and jetson build for aarch64 only), from ``source``,
+    on the base image ``base`` loaded from an archive (no registry), as an air-gapped site does."""
+    return {
+        "predictor_image_profile": "amd64",
+        "predictor_image_source_dir": str(source),
+        "predictor_image_revision": REVISION,
+        "predictor_image_base_image": base,
+        "predictor_image_base_image_archive": str(image_archive(base)),
+        "predictor_image_extra_ca_bundle": HOST_CA_BUNDLE,
+    }
 
 
 STAND_IN_RUNTIME = """#!/bin/sh

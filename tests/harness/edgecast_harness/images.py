@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .docker import AMD64_BASE_IMAGE, base_image, docker, docker_engine
-from .paths import REPO
+from .paths import HOST_CA_BUNDLE, REPO
 from .playbook import PlaybookRun, run_playbook
 
 PLAYBOOK = "playbooks/predictor-image.yml"
-HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 BUILD_STAGE_LABEL = "io.edgecast.build-stage-of"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 

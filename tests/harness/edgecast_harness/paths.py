@@ -9,3 +9,5 @@ REPO = Path(__file__).resolve().parents[3]
 DATA = REPO / "data" / "cambridge-estates"
 # ansible-playbook, molecule and edgecast live next to the interpreter running the tests.
 BIN = Path(sys.executable).parent
+# This machine's CA bundle, given to image builds and hosts behind a TLS-intercepting proxy.
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
