@@ -21,6 +21,8 @@ PIP_CACHE = Path.home() / ".cache" / "pip"
 # cannot put overlay2 on the container's own overlay root (it would fall back to vfs, which
 # copies every layer whole).
 DOCKER_DATA = "/var/lib/docker"
+# The same for the data of k3s's containerd (an edge node may join with it: fleet_kube.py).
+K3S_DATA = "/var/lib/rancher"
 # An edge node joins the test cluster with a kubelet and cri-dockerd running as root there, as
 # k3s does on a board: the CNI plugins they run enter the network namespace of pods that run as
 # uid 10001, which takes CAP_SYS_PTRACE (root on a board has it; a container does not).
@@ -29,7 +31,10 @@ KUBELET_CAPABILITIES = ("SYS_PTRACE",)
 HOSTS = (
     HostSpec("cloud-1", ("cloud",), volumes=(f"{PIP_CACHE}:/root/.cache/pip",)),
     HostSpec(
-        "pi-1", ("rpi", "k3s_server"), volumes=(DOCKER_DATA,), capabilities=KUBELET_CAPABILITIES
+        "pi-1",
+        ("rpi", "k3s_server"),
+        volumes=(DOCKER_DATA, K3S_DATA),
+        capabilities=KUBELET_CAPABILITIES,
     ),
     HostSpec(
         "nano-1",

@@ -3,11 +3,15 @@
 The hosts are the fleet tier's (a cloud host and two edge nodes of different profiles, each its
 own container with sshd, reached over SSH as a sudo user). Their Docker engines come from
 `playbooks/provision-edge.yml`; then both edge nodes join the harness's Kubernetes as nodes of
-their own (edgecast_harness.fleet_kube: stand-in, named as such: the harness's kubelet and
-cri-dockerd, where a device runs `k3s agent --docker`; k3s's own binaries cannot be had here).
-The inventory is the fleet's without the k3s groups, as for a cluster the user already runs, so
-`site.yml` trains on the cloud host over SSH, builds the image on each node in that node's
-engine and deploys the first model with a Deployment pinned to each node. Load flows to every
+their own, one with each runtime k3s offers (edgecast_harness.fleet_kube: stand-in, named as
+such: the harness's kubelet, k3s's own binaries cannot be had here): the Jetson node runs its
+pods in Docker through cri-dockerd, as `k3s agent --docker` does (the paper's arrangement, for
+the nvidia runtime); the Raspberry Pi node in a containerd of k3s's layout, k3s's default, so
+the image Docker builds there is copied into that containerd. The inventory is the fleet's
+without the k3s groups, as for a cluster the user already runs, with each node's
+`k3s_container_runtime`, so `site.yml` trains on the cloud host over SSH, builds the image on
+each node, makes its runtime hold it, and deploys the first model with a Deployment pinned to
+each node. Load flows to every
 node's Service from this machine while `rollout-model.yml` switches pods node by node; then a
 node whose store cannot be written stops the fleet by `rollout_max_fail_percentage`, and an
 unreachable node fails alone.
@@ -28,15 +32,17 @@ import requests
 from edgecast_harness.bodies import window_from_data
 from edgecast_harness.bundles import TrainedStore
 from edgecast_harness.cluster import Cluster, wait_for
-from edgecast_harness.docker import base_image, image_archive
-from edgecast_harness.fleet import HOST_CA_BUNDLE, Fleet, jetpack_stand_in
-from edgecast_harness.fleet_kube import join, leave
-from edgecast_harness.images import REVISION, copy_source
+from edgecast_harness.docker import base_image
+from edgecast_harness.fleet import Fleet, edge_image_vars, jetpack_stand_in
+from edgecast_harness.fleet_kube import K3S_CTR, join, leave
+from edgecast_harness.images import copy_source
 from edgecast_harness.load_client import LoadProcess
 from edgecast_harness.playbook import PlaybookRun, run_playbook
 
 BASE_IMAGES = ("amd64 systemd", "amd64")
 EDGE = ("pi-1", "nano-1")
+# Each node's k3s_container_runtime: k3s's default on the Pi, Docker on the Jetson.
+RUNTIME = {"pi-1": "containerd", "nano-1": "docker"}
 APP_SELECTOR = "app.kubernetes.io/name=edgecast-predictor"
 
 
@@ -87,6 +93,11 @@ def site(
     layout = json.loads(fleet.inventory.read_text())
     for group in ("k3s_server", "k3s_agent"):  # the cluster is the harness's, not k3s
         layout["all"]["children"].pop(group, None)
+    for name, runtime in RUNTIME.items():
+        layout["all"]["hosts"][name]["k3s_container_runtime"] = runtime
+    # `k3s ctr` on a board; here ctr on the socket of the containerd that stands in for k3s's.
+    layout["all"]["hosts"]["pi-1"]["predictor_image_ctr"] = list(K3S_CTR)
+    layout["all"]["hosts"]["pi-1"]["predictor_deploy_ctr"] = list(K3S_CTR)
     inventory = work / "inventory.yml"
     inventory.write_text(json.dumps(layout))
     base = base_image("amd64")
@@ -100,14 +111,7 @@ def site(
         "predictor_deploy_fetch_dir": str(work / "fetched"),
         "model_training_fetch_dir": str(work / "trained"),
         "model_training_source_dir": str(source),
-        # Both edge hosts are x86_64 stand-ins: they build the amd64 profile.
-        "predictor_image_profile": "amd64",
-        "predictor_image_source_dir": str(source),
-        "predictor_image_revision": REVISION,
-        "predictor_image_base_image": base,
-        "predictor_image_base_image_archive": str(image_archive(base)),
-        "predictor_image_extra_ca_bundle": HOST_CA_BUNDLE,
-        "k3s_container_runtime": "docker",
+        **edge_image_vars(source, base),
     }
     site = Site(kube_cluster, fleet, inventory, namespace, extra)
     jetpack_stand_in(fleet, "nano-1")
@@ -116,7 +120,7 @@ def site(
     try:
         for name in EDGE:
             site.joining.append(name)
-            join(kube_cluster, fleet, name, work)
+            join(kube_cluster, fleet, name, work, runtime=RUNTIME[name])
         started = time.monotonic()
         first = site.play("site.yml")
         site.first_run_s = time.monotonic() - started
@@ -129,6 +133,34 @@ def site(
             leave(kube_cluster, fleet, name)
 
 
+def running_images(site: Site, name: str) -> list[str]:
+    """The image IDs (short, as Docker lists them) of the predictor containers running in the
+    node's runtime."""
+    host = site.fleet[name]
+    if RUNTIME[name] == "docker":
+        return host.run(
+            "docker ps --format '{{.Image}}' "
+            f"--filter label=io.kubernetes.pod.namespace={site.namespace} "
+            "--filter label=io.kubernetes.container.name=predictor"
+        ).split()
+    # containerd: the container's image, then that image's config digest (Docker's image ID).
+    ctr = " ".join([*K3S_CTR, "--namespace", "k8s.io"])
+    found = []
+    for container in host.run(
+        f"{ctr} containers list --quiet "
+        # One filter: a comma joins conditions (separate filters would be alternatives).
+        f'\'labels."io.kubernetes.pod.namespace"=={site.namespace},'
+        'labels."io.kubernetes.container.name"==predictor\''
+    ).split():
+        if not host.run(f"{ctr} tasks list | grep '^{container} .*RUNNING'", check=False):
+            continue
+        image = json.loads(host.run(f"{ctr} containers info {container}"))["Image"]
+        manifest = host.run(f"{ctr} images list 'name=={image}'").splitlines()[1].split()[2]
+        config = json.loads(host.run(f"{ctr} content get {manifest}"))["config"]["digest"]
+        found.append(config.removeprefix("sha256:")[:12])
+    return found
+
+
 def test_site_yml_serves_on_every_edge_node_from_its_own_engine(site: Site) -> None:
     (model_id,) = [p.name for p in (Path(site.extra["model_training_fetch_dir"])).iterdir()]
     assert site.pods() == {name: [model_id] for name in EDGE}
@@ -136,15 +168,10 @@ def test_site_yml_serves_on_every_edge_node_from_its_own_engine(site: Site) -> N
         answer = requests.post(f"{site.url(name)}/v1/predict", json=window_from_data(), timeout=30)
         assert answer.status_code == 200, answer.text
         assert answer.json()["model_id"] == model_id
-        # The pod's container runs in that node's engine, from the image built there.
-        host = site.fleet[name]
-        running = host.run(
-            "docker ps --format '{{.Image}}' "
-            f"--filter label=io.kubernetes.pod.namespace={site.namespace} "
-            "--filter label=io.kubernetes.container.name=predictor"
-        ).split()
-        built = host.run("docker image ls --format '{{.ID}}' edgecast-predictor").split()
-        assert len(running) == 1 and running[0] in built, (running, built)
+        # The pod's container runs in that node's runtime, from the image built there.
+        running = running_images(site, name)
+        built = site.fleet[name].run("docker image ls --format '{{.ID}}' edgecast-predictor")
+        assert len(running) == 1 and running[0] in built.split(), (running, built)
     # The Jetson node's pods ran through its default runtime, the stand-in for nvidia's.
     calls = site.fleet["nano-1"].run(
         "grep -c ' create ' /var/log/nvidia-container-runtime-stand-in.log"

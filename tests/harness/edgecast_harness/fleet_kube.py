@@ -1,15 +1,24 @@
 """Hosts of the test fleet joined as nodes of the harness's Kubernetes (tests/infra/cluster).
 
 Stand-in, named as such: k3s cannot be had on this machine, so an edge host of the fleet joins
-the cluster the way ``k3s agent --docker`` would, with the harness's own binaries instead of
-k3s's embedded ones: the kubelet (upstream Kubernetes, the harness's ``kube`` multi-call binary)
-and cri-dockerd, started as transient systemd units inside the host, against the Docker engine
-that the docker_engine role installed there. The control plane stays the harness's, on this
-machine; the host's kubelet reaches it at this machine's address on the fleet's network.
+the cluster the way a k3s agent would, with the harness's own binaries instead of k3s's embedded
+ones, started as transient systemd units inside the host: the kubelet (upstream Kubernetes, the
+harness's ``kube`` multi-call binary) and the container runtime it talks to, one of the two
+k3s offers:
+
+- ``docker`` (``k3s agent --docker``, the paper's arrangement): cri-dockerd in front of the
+  Docker engine that the docker_engine role installed there;
+- ``containerd`` (k3s's default): a containerd of its own with its CRI plugin on, at the
+  socket, state and root folders k3s gives its embedded one, so that ``ctr --address`` on that
+  socket is what ``k3s ctr`` is on a board. The daemon is Debian's containerd, which the
+  docker.io package brought for Docker (Docker still builds the image there).
+
+The control plane stays the harness's, on this machine; the host's kubelet reaches it at this
+machine's address on the fleet's network.
 
 Each joined node is a node of its own: its name, InternalIP and pod range (10.42.N.0/24, given
-by the controller manager) are its own, its pods run in its own Docker engine (so a pod can only
-use an image built on that node), on a bridge inside the host. This machine routes each node's
+by the controller manager) are its own, its pods run in its own runtime (so a pod can only use
+an image built on that node), on a bridge inside the host. This machine routes each node's
 pod range to the host, so the API server, kube-proxy's Service rules here and the tests reach
 pods on every node. Not run on the hosts: kube-proxy (Services are reached from this machine,
 whose kube-proxy has the rules for every node's endpoints) and cluster DNS.
@@ -45,6 +54,14 @@ API_PORT = 6443
 # A name the API server's certificate holds, checked in place of the address the host dials.
 API_SERVER_NAME = "kubernetes"
 BRIDGE = "edgecast0"
+# k3s's embedded containerd: its socket, state and root, as k3s lays them out on a node. Its
+# root needs a file system overlayfs can stack on (a volume in the fleet's hosts).
+CONTAINERD_SOCKET = "/run/k3s/containerd/containerd.sock"
+CONTAINERD_STATE = "/run/k3s/containerd"
+CONTAINERD_ROOT = "/var/lib/rancher/k3s/agent/containerd"
+# What ``k3s ctr`` runs on a board, as argv.
+K3S_CTR = ("ctr", "--address", CONTAINERD_SOCKET)
+RUNTIMES = ("docker", "containerd")
 
 
 @dataclass(frozen=True)
@@ -142,6 +159,34 @@ def _kubelet_config(address: str, cgroup_driver: str, cgroup_root: str) -> str:
         """)
 
 
+def _containerd_config(cgroup_driver: str) -> str:
+    """containerd with its CRI plugin for the kubelet, as k3s configures its embedded one."""
+    systemd = "true" if cgroup_driver == "systemd" else "false"
+    cri = 'plugins."io.containerd.grpc.v1.cri"'
+    return textwrap.dedent(f"""\
+        version = 2
+        root = "{CONTAINERD_ROOT}"
+        state = "{CONTAINERD_STATE}"
+        [grpc]
+          address = "{CONTAINERD_SOCKET}"
+        [{cri}]
+          sandbox_image = "{PAUSE_IMAGE}"
+          # Inside a container: no AppArmor profiles to load, no oom_score_adj below its own.
+          disable_apparmor = true
+          restrict_oom_score_adj = true
+        [{cri}.containerd]
+          snapshotter = "overlayfs"
+          default_runtime_name = "runc"
+        [{cri}.containerd.runtimes.runc]
+          runtime_type = "io.containerd.runc.v2"
+        [{cri}.containerd.runtimes.runc.options]
+          SystemdCgroup = {systemd}
+        [{cri}.cni]
+          bin_dir = "{HARNESS_DIR}/cni"
+          conf_dir = "{STATE}/cni/net.d"
+        """)
+
+
 def _cni_config(pod_cidr: str) -> str:
     network = ipaddress.ip_network(pod_cidr)
     gateway = str(next(network.hosts()))
@@ -181,6 +226,54 @@ def _unit(host: Host, name: str, *argv: str) -> None:
     )
 
 
+def _load(host: Host, argv: list[str], archive: bytes) -> None:
+    loaded = subprocess.run(
+        ["docker", "exec", "-i", host.container, *argv], input=archive,
+        capture_output=True, check=False,
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr.decode()[-2000:]
+
+
+def _start_cri_dockerd(host: Host, pause: bytes) -> str:
+    """cri-dockerd in front of the host's Docker engine; returns its CRI endpoint."""
+    _load(host, ["docker", "load"], pause)
+    _unit(
+        host, "harness-docker-proxy", f"{HARNESS_DIR}/bin/kube", "docker-proxy",
+        "--listen", f"{STATE}/run/docker.sock", "--upstream", "/var/run/docker.sock",
+    )  # fmt: skip
+    wait_for(f"{host.name}: the Docker API proxy", lambda: host.run(
+        f"docker -H unix://{STATE}/run/docker.sock version --format ok", check=False
+    ).strip() == "ok", timeout=30)  # fmt: skip
+    _unit(
+        host, "harness-cri-dockerd", f"{HARNESS_DIR}/bin/cri-dockerd",
+        "--container-runtime-endpoint", f"unix://{STATE}/run/cri-dockerd.sock",
+        "--docker-endpoint", f"unix://{STATE}/run/docker.sock",
+        "--cri-dockerd-root-directory", f"{STATE}/cri-dockerd",
+        "--pod-infra-container-image", PAUSE_IMAGE,
+        "--network-plugin", "cni", "--cni-bin-dir", f"{HARNESS_DIR}/cni",
+        "--cni-conf-dir", f"{STATE}/cni/net.d", "--cni-cache-dir", f"{STATE}/cni/cache",
+        "--streaming-bind-addr", "127.0.0.1:10010",
+    )  # fmt: skip
+    wait_for(f"{host.name}: cri-dockerd", lambda: host.run(
+        f"test -S {STATE}/run/cri-dockerd.sock && echo yes", check=False
+    ).strip() == "yes", timeout=60)  # fmt: skip
+    return f"unix://{STATE}/run/cri-dockerd.sock"
+
+
+def _start_containerd(host: Host, files: Path, cgroup_driver: str, pause: bytes) -> str:
+    """A containerd of k3s's layout with its CRI plugin on; returns its CRI endpoint."""
+    (files / "containerd.toml").write_text(_containerd_config(cgroup_driver))
+    docker("cp", str(files / "containerd.toml"), f"{host.container}:{STATE}/containerd.toml")
+    host.run(f"mkdir -p {CONTAINERD_ROOT} {CONTAINERD_STATE}")
+    _unit(host, "harness-containerd", "/usr/bin/containerd", "--config", f"{STATE}/containerd.toml")
+    ctr = " ".join(K3S_CTR)
+    wait_for(f"{host.name}: containerd", lambda: host.run(
+        f"{ctr} version >/dev/null && echo yes", check=False
+    ).strip() == "yes", timeout=60)  # fmt: skip
+    _load(host, [*K3S_CTR, "--namespace", "k8s.io", "images", "import", "-"], pause)
+    return f"unix://{CONTAINERD_SOCKET}"
+
+
 def _gateway(fleet: Fleet) -> str:
     """This machine's address on the fleet's network, where the hosts reach the API server."""
     return docker(
@@ -216,8 +309,17 @@ def _kubeconfig(server: str, ca: bytes, cert: bytes, key: bytes, user: str) -> s
     )  # fmt: skip
 
 
-def join(cluster: Cluster, fleet: Fleet, name: str, work: Path, timeout: float = 240) -> JoinedNode:
-    """Joins the fleet host ``name`` (Docker already running there) to the cluster as a node."""
+def join(
+    cluster: Cluster,
+    fleet: Fleet,
+    name: str,
+    work: Path,
+    runtime: str = "docker",
+    timeout: float = 240,
+) -> JoinedNode:
+    """Joins the fleet host ``name`` (Docker already running there) to the cluster as a node
+    whose pods run in ``runtime`` (one of RUNTIMES)."""
+    assert runtime in RUNTIMES, runtime
     host = fleet[name]
     bin_dir = Path((cluster.state_dir / "run" / "bin-dir").read_text().strip())
     ca_pem = (cluster.pki / "ca.crt").read_bytes()
@@ -261,11 +363,10 @@ def join(cluster: Cluster, fleet: Fleet, name: str, work: Path, timeout: float =
     )
     # The pause image, from this machine's engine (no registry).
     pause = subprocess.run(["docker", "save", PAUSE_IMAGE], capture_output=True, check=True)
-    loaded = subprocess.run(
-        ["docker", "exec", "-i", host.container, "docker", "load"], input=pause.stdout,
-        capture_output=True, check=False,
-    )  # fmt: skip
-    assert loaded.returncode == 0, loaded.stderr.decode()[-2000:]
+    if runtime == "containerd":
+        endpoint = _start_containerd(host, files, cgroup_driver, pause.stdout)
+    else:
+        endpoint = _start_cri_dockerd(host, pause.stdout)
     # The kubelet's OOM watcher will not start without /dev/kmsg, which a container lacks (and
     # may not read: CAP_SYSLOG). It reads an empty log instead: OOM kills of pods on these
     # nodes are not reported as events.
@@ -283,29 +384,9 @@ def join(cluster: Cluster, fleet: Fleet, name: str, work: Path, timeout: float =
     )
 
     _unit(
-        host, "harness-docker-proxy", f"{HARNESS_DIR}/bin/kube", "docker-proxy",
-        "--listen", f"{STATE}/run/docker.sock", "--upstream", "/var/run/docker.sock",
-    )  # fmt: skip
-    wait_for(f"{name}: the Docker API proxy", lambda: host.run(
-        f"docker -H unix://{STATE}/run/docker.sock version --format ok", check=False
-    ).strip() == "ok", timeout=30)  # fmt: skip
-    _unit(
-        host, "harness-cri-dockerd", f"{HARNESS_DIR}/bin/cri-dockerd",
-        "--container-runtime-endpoint", f"unix://{STATE}/run/cri-dockerd.sock",
-        "--docker-endpoint", f"unix://{STATE}/run/docker.sock",
-        "--cri-dockerd-root-directory", f"{STATE}/cri-dockerd",
-        "--pod-infra-container-image", PAUSE_IMAGE,
-        "--network-plugin", "cni", "--cni-bin-dir", f"{HARNESS_DIR}/cni",
-        "--cni-conf-dir", f"{STATE}/cni/net.d", "--cni-cache-dir", f"{STATE}/cni/cache",
-        "--streaming-bind-addr", "127.0.0.1:10010",
-    )  # fmt: skip
-    wait_for(f"{name}: cri-dockerd", lambda: host.run(
-        f"test -S {STATE}/run/cri-dockerd.sock && echo yes", check=False
-    ).strip() == "yes", timeout=60)  # fmt: skip
-    _unit(
         host, "harness-kubelet", f"{HARNESS_DIR}/bin/kubelet",
         "--config", f"{STATE}/kubelet.yaml", "--kubeconfig", f"{STATE}/kubelet.kubeconfig",
-        "--container-runtime-endpoint", f"unix://{STATE}/run/cri-dockerd.sock",
+        "--container-runtime-endpoint", endpoint,
         "--root-dir", f"{STATE}/kubelet", "--cert-dir", f"{STATE}/kubelet/pki",
         "--hostname-override", name, "--node-ip", host.address,
     )  # fmt: skip
@@ -319,7 +400,7 @@ def join(cluster: Cluster, fleet: Fleet, name: str, work: Path, timeout: float =
         return host.run("journalctl -u harness-kubelet --no-pager | tail -30", check=False)
 
     pod_cidr = wait_for(f"{name} to register", registered, timeout=timeout, details=logs)
-    # The node's pod range, for the CNI plugins in the host (cri-dockerd reads the folder) and
+    # The node's pod range, for the CNI plugins in the host (the runtime reads the folder) and
     # as a route on this machine.
     config = f"{STATE}/cni/net.d/10-edgecast.conflist"
     host.run(f"cat > {config} <<'EOF'\n{_cni_config(pod_cidr)}\nEOF")
@@ -345,10 +426,15 @@ def leave(cluster: Cluster, fleet: Fleet, name: str) -> None:
     """Takes a node out, joined or half-joined: its harness units and pod containers stopped,
     its Node object and this machine's route to its pods removed, and its cgroup root."""
     host = fleet[name]
+    root = f"edgecast-fleet-{name}"
     host.run(
         "systemctl stop harness-kubelet harness-cri-dockerd harness-docker-proxy; "
         "ids=$(docker ps -aq --filter label=io.kubernetes.pod.namespace); "
-        '[ -z "$ids" ] || docker rm --force $ids >/dev/null',
+        '[ -z "$ids" ] || docker rm --force $ids >/dev/null; '
+        # containerd's pods: their processes (by the node's cgroup root), shims and daemon.
+        f"find /sys/fs/cgroup/*/{root} -name cgroup.procs -exec cat {{}} + 2>/dev/null "
+        "| sort -u | xargs -r kill -9; "
+        f"systemctl stop harness-containerd; pkill -9 -f 'containerd-shim.*{CONTAINERD_SOCKET}'",
         check=False,
     )
     routes = subprocess.run(
@@ -361,7 +447,6 @@ def leave(cluster: Cluster, fleet: Fleet, name: str) -> None:
     except ApiException as exc:
         if exc.status != 404:
             raise
-    root = f"edgecast-fleet-{name}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         left = subprocess.run(
