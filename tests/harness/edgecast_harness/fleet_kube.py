@@ -261,7 +261,11 @@ def _start_cri_dockerd(host: Host, pause: bytes) -> str:
 
 
 def _start_containerd(host: Host, files: Path, cgroup_driver: str, pause: bytes) -> str:
-    """A containerd of k3s's layout with its CRI plugin on; returns its CRI endpoint."""
+    """A containerd of k3s's layout with its CRI plugin on; returns its CRI endpoint.
+
+    The binary is Debian's containerd, there since the docker_engine role installed docker.io
+    (which depends on it); this one runs apart from Docker's, on k3s's socket and folders.
+    """
     (files / "containerd.toml").write_text(_containerd_config(cgroup_driver))
     docker("cp", str(files / "containerd.toml"), f"{host.container}:{STATE}/containerd.toml")
     host.run(f"mkdir -p {CONTAINERD_ROOT} {CONTAINERD_STATE}")
