@@ -23,6 +23,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,8 @@ from edgecast_harness.ports import free_port
 
 pytestmark = pytest.mark.container
 
-BASE_IMAGES = ("arm64",)
+# The trimmed root, standing in for python:3.11-slim-bookworm, the rpi profile's default base.
+BASE_IMAGES = ("arm64 slim",)
 TAG = "test-arm64"
 REF = f"edgecast-predictor:{TAG}"
 
@@ -62,7 +64,7 @@ class Arm64Image:
 @pytest.fixture(scope="module")
 def arm64_image(tmp_path_factory: pytest.TempPathFactory) -> Arm64Image:
     docker_engine()
-    base = base_image("arm64")
+    base = base_image("arm64", "slim")
     work = tmp_path_factory.mktemp("arm64-image")
     extra = {
         "predictor_image_profile": "rpi",
@@ -83,7 +85,11 @@ def arm64_image(tmp_path_factory: pytest.TempPathFactory) -> Arm64Image:
     seconds = time.monotonic() - started
     inspect = json.loads(docker("image", "inspect", REF).stdout)[0]
     size_mb = inspect["Size"] / 1e6
-    print(f"\narm64 rpi image {REF}: role run {seconds:.0f} s, {size_mb:.0f} MB")
+    base_mb = json.loads(docker("image", "inspect", base).stdout)[0]["Size"] / 1e6
+    print(
+        f"\narm64 rpi image {REF}: role run {seconds:.0f} s, {size_mb:.0f} MB "
+        f"(base {base_mb:.0f} MB, the predictor's layers {size_mb - base_mb:.0f} MB)"
+    )
     return Arm64Image(REF, inventory, f"@{path}", first, seconds, size_mb)
 
 
@@ -99,10 +105,15 @@ def test_the_role_builds_the_rpi_image_for_arm64(arm64_image: Arm64Image) -> Non
         "run", "--rm", "--platform", "linux/arm64", "--network", "none", "--entrypoint", "sh",
         arm64_image.ref, "-c",
         "uname -m; python -c 'import ai_edge_litert.interpreter, importlib.util as u; "
-        "print(u.find_spec(\"tensorflow\") is None)'; id -u",
+        "print(u.find_spec(\"tensorflow\") is None, u.find_spec(\"pip\") is None)'; id -u; "
+        "edgecast --help >/dev/null && python -c 'import importlib.metadata as m; "
+        "print(m.version(\"edgecast\"))'",
         timeout=300,
     ).stdout.split()  # fmt: skip
-    assert out == ["aarch64", "True", "10001"], out
+    # No pip either: the environment reaches the runtime stage without it.
+    assert out[:4] == ["aarch64", "True", "True", "10001"], out
+    # The package came over from the build stage whole: its entry point and its metadata.
+    assert out[4:] == [version("edgecast")], out
 
 
 def test_an_unchanged_context_builds_nothing(arm64_image: Arm64Image) -> None:

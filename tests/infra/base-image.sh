@@ -2,8 +2,10 @@
 # Builds a Debian base image from Debian's archive (no registry needed) and imports it into
 # Docker as local/debian-<arch>[-<flavour>]:bookworm. The root filesystem tarball is cached
 # outside the clone (EDGECAST_CACHE, default ~/.cache/edgecast), so later runs only import it.
-# Usage: base-image.sh ARCH [systemd|docker|nopython|ubuntu-bionic]   ARCH: amd64 | arm64 | armhf
-# Flavours: systemd boots /sbin/init; docker is systemd with Debian's Docker Engine (docker.io,
+# Usage: base-image.sh ARCH [slim|systemd|docker|nopython|ubuntu-bionic]   ARCH: amd64 | arm64 | armhf
+# Flavours: slim is the plain root trimmed as Docker's Debian -slim images are (no apt lists or
+# caches, no documentation but the copyright files, no man pages, no translations), the stand-in
+# for python:3.11-slim-bookworm wherever an image's size is measured; systemd boots /sbin/init; docker is systemd with Debian's Docker Engine (docker.io,
 # without Recommends) already installed, for the Molecule nodes that need an engine but do not
 # test its installation (docker_engine's own scenario installs it for real). nopython has no
 # Python at all, as a host before playbooks/bootstrap-python.yml gave it one. ubuntu-bionic is
@@ -14,14 +16,14 @@
 # The packages come from the Debian mirror this machine's apt uses (DEBIAN_MIRROR overrides it).
 # Safe to run concurrently: one lock per image, and one for the host's apt.
 set -euo pipefail
-arch=${1:?usage: base-image.sh ARCH [systemd|docker|nopython|ubuntu-bionic]}
+arch=${1:?usage: base-image.sh ARCH [slim|systemd|docker|nopython|ubuntu-bionic]}
 flavour=${2:-}
 suite=bookworm
 distribution=debian
 cache=${EDGECAST_CACHE:-$HOME/.cache/edgecast}/images
 packages=python3,python3-venv,python3-pip,ca-certificates,sudo
 case $flavour in
-  '') ;;
+  '' | slim) ;;
   systemd) packages=$packages,systemd,systemd-sysv,dbus ;;
   docker) packages=$packages,systemd,systemd-sysv,dbus,docker.io,iptables ;;
   nopython) packages=ca-certificates,sudo ;;
@@ -29,7 +31,7 @@ case $flavour in
     distribution=ubuntu suite=bionic flavour=''
     packages=python3,ca-certificates,sudo
     ;;
-  *) echo "base-image.sh: unknown flavour $flavour (systemd, docker, nopython or ubuntu-bionic)" >&2; exit 2 ;;
+  *) echo "base-image.sh: unknown flavour $flavour (slim, systemd, docker, nopython or ubuntu-bionic)" >&2; exit 2 ;;
 esac
 tag=local/$distribution-$arch${flavour:+-$flavour}:$suite
 no_import=${EDGECAST_BASE_IMAGE_NO_IMPORT:-0}
@@ -93,7 +95,7 @@ if [ "$arch" != amd64 ]; then
   # Foreign-architecture containers run through qemu's binfmt handlers, cache or not.
   need+=(qemu-user-static binfmt-support)
 fi
-[ -s "$tarball" ] || need+=(debootstrap)
+[ -s "$tarball" ] || [ "$flavour" = slim ] || need+=(debootstrap)
 [ -s "$tarball" ] || [ "$distribution" != ubuntu ] || need+=(curl)
 missing=()
 for pkg in "${need[@]}"; do
@@ -142,7 +144,16 @@ ubuntu_keyring() {
 if [ ! -s "$tarball" ]; then
   root=$(mktemp -d)
   trap 'rm -rf "$root"' EXIT
-  if [ "$distribution" = ubuntu ]; then
+  if [ "$flavour" = slim ]; then
+    # The plain root (made first if need be), trimmed: no second debootstrap.
+    EDGECAST_BASE_IMAGE_NO_IMPORT=1 bash "$0" "$arch" >/dev/null
+    tar -C "$root" -xf "$cache/$distribution-$arch-$suite.tar"
+    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/* "$root"/usr/share/man \
+      "$root"/usr/share/info "$root"/usr/share/lintian
+    find "$root/usr/share/doc" -mindepth 1 -type f ! -name copyright -delete
+    find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete
+    find "$root/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
+  elif [ "$distribution" = ubuntu ]; then
     default_mirror=http://archive.ubuntu.com/ubuntu
     [ "$arch" = amd64 ] || default_mirror=http://ports.ubuntu.com/ubuntu-ports
     mirror=${UBUNTU_MIRROR:-$default_mirror}
