@@ -10,15 +10,20 @@ where something of this cannot run, the test fails with the reason.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
 
 import pytest
 import requests
 from kubernetes import client
 
 from edgecast_harness.cluster import Cluster, python_http_image, wait_for
+from edgecast_harness.paths import REPO
 
 # Debian base images (tests/infra/base-image.sh ARCH [FLAVOUR]) that conftest.py prepares
 # in the background while earlier tests run.
@@ -63,6 +68,35 @@ def test_node_is_ready_on_docker_with_pinned_versions(kube_cluster: Cluster) -> 
         "default", label_selector="kubernetes.io/service-name=kubernetes"
     )
     assert any(s.endpoints for s in slices.items), slices
+
+
+def _pinned(name: str) -> str:
+    versions = REPO / "tests" / "infra" / "cluster" / "versions.env"
+    lines = [line for line in versions.read_text().splitlines() if line.startswith(f"{name}=")]
+    return lines[0].split("=", 1)[1]
+
+
+def test_state_in_kine_over_sqlite_and_pods_through_k3s_cri_dockerd(
+    kube_cluster: Cluster, namespace: str
+) -> None:
+    # As a single k3s server: the API server's objects are rows of kine's table in one SQLite
+    # file, the namespace this module made among them (read here without kine or the API).
+    if os.environ.get("EDGECAST_CLUSTER_DATASTORE", "kine") == "kine":
+        db = kube_cluster.state_dir / "kine" / "state.db"
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            rows = conn.execute(
+                "SELECT deleted FROM kine WHERE name = ? ORDER BY id DESC LIMIT 1",
+                (f"/registry/namespaces/{namespace}",),
+            ).fetchall()
+        assert rows == [(0,)], rows
+    # The CRI shim the node's pods go through is k3s's fork, at the pinned version.
+    binaries = Path((kube_cluster.state_dir / "run" / "bin-dir").read_text().strip())
+    shown = subprocess.run(
+        [binaries / "cri-dockerd", "--version"], capture_output=True, text=True, timeout=30
+    )
+    pinned = _pinned("CRI_DOCKERD_VERSION")
+    assert "-k3s" in pinned, pinned  # the fork's own releases
+    assert f"cri-dockerd {pinned.removeprefix('v')} " in shown.stdout + shown.stderr, shown
 
 
 def _deployment(image: str, replicas: int) -> client.V1Deployment:

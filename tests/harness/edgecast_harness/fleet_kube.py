@@ -6,7 +6,7 @@ ones, started as transient systemd units inside the host: the kubelet (upstream 
 harness's ``kube`` multi-call binary) and the container runtime it talks to, one of the two
 k3s offers:
 
-- ``docker`` (``k3s agent --docker``, the paper's arrangement): cri-dockerd in front of the
+- ``docker`` (``k3s agent --docker``, the paper's arrangement): k3s's cri-dockerd in front of the
   Docker engine that the docker_engine role installed there;
 - ``containerd`` (k3s's default): a containerd of its own with its CRI plugin on, at the
   socket, state and root folders k3s gives its embedded one, so that ``ctr --address`` on that

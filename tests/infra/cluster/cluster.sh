@@ -12,9 +12,11 @@
 #   cluster.sh kubeconfig   print the admin kubeconfig path
 #
 # Environment:
-#   EDGECAST_CLUSTER_DIR   state: pki, etcd data, configs, logs (default /var/lib/edgecast-cluster)
+#   EDGECAST_CLUSTER_DIR   state: pki, datastore, configs, logs (default /var/lib/edgecast-cluster)
+#   EDGECAST_CLUSTER_DATASTORE   kine (default: SQLite, as a single k3s server) or etcd
 #   EDGECAST_CACHE         cache root shared with tests/infra/base-image.sh (default ~/.cache/edgecast):
-#                          binaries in cluster/<version>-<sources hash>/bin, Go caches in go/
+#                          binaries in cluster/<version>-<sources hash>/bin (each part built in
+#                          cluster/parts/<part>-<its sources hash>), Go caches in go/
 #   EDGECAST_CLUSTER_START_TIMEOUT   seconds start waits for the node (default 240)
 set -euo pipefail
 
@@ -27,8 +29,8 @@ cache_root=${EDGECAST_CACHE:-$HOME/.cache/edgecast}
 start_timeout=${EDGECAST_CLUSTER_START_TIMEOUT:-240}
 
 # Network layout, as k3s's defaults: pods 10.42.0.0/16 (this node 10.42.0.0/24), Services
-# 10.43.0.0/16. Ports of the host-side listeners; etcd is off its usual ports so that it cannot
-# collide with another etcd on the machine.
+# 10.43.0.0/16. Ports of the host-side listeners; the datastore is off etcd's usual ports so that
+# it cannot collide with another etcd on the machine.
 cluster_cidr=10.42.0.0/16
 node_pod_cidr=10.42.0.0/24
 bridge_ip=10.42.0.1
@@ -37,11 +39,18 @@ service_ip=10.43.0.1
 bridge=edgecast0
 cni_network=edgecast-pods
 api_port=6443
-etcd_client=127.0.0.1:12379
+datastore_client=127.0.0.1:12379
 etcd_peer=127.0.0.1:12380
 node_name=edgecast-node
+# The API server's datastore: kine over SQLite, as a single k3s server keeps its state by default,
+# or etcd, as k3s with --cluster-init does. Either listens for the API server on datastore_client.
+datastore=${EDGECAST_CLUSTER_DATASTORE:-kine}
+case $datastore in
+  kine | etcd) ;;
+  *) printf 'cluster: error: EDGECAST_CLUSTER_DATASTORE is %s, not kine or etcd\n' "$datastore" >&2; exit 2 ;;
+esac
 # Startup order; stop goes the other way.
-components=(etcd docker-proxy cri-dockerd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+components=("$datastore" docker-proxy cri-dockerd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 
 log() { printf 'cluster: %s\n' "$*" >&2; }
 die() {
@@ -51,12 +60,26 @@ die() {
 
 # ---------------------------------------------------------------------------------------- build
 
-sources_hash() {
+# Each part is built and cached on its own sources, so that a change to one rebuilds that one:
+# kube (the Kubernetes components, etcd, the pause binary and the harness's helpers),
+# cri-dockerd and kine. bin/ joins them (hard links) under a key of all three.
+part_hash() {
   (
     cd "$here"
-    cat versions.env kube/go.mod kube/go.sum kube/*.go kube/pause/*.go cri-dockerd/go.mod cri-dockerd/go.sum
+    case $1 in
+      kube) echo "$K8S_VERSION $K8S_STAGING_VERSION $ETCD_VERSION" && cat kube/go.mod kube/go.sum kube/*.go kube/pause/*.go ;;
+      cri-dockerd) echo "$CRI_DOCKERD_VERSION" && cat cri-dockerd/go.mod cri-dockerd/go.sum ;;
+      kine) echo "$KINE_VERSION" && cat kine/go.mod kine/go.sum ;;
+    esac
     uname -m
   ) | sha256sum | cut -c1-12
+}
+parts=(kube cri-dockerd kine)
+part_dir() { echo "$cache_root/cluster/parts/$1-$(part_hash "$1")"; }
+
+sources_hash() {
+  local part
+  for part in "${parts[@]}"; do part_hash "$part"; done | sha256sum | cut -c1-12
 }
 
 bin_dir() { echo "$cache_root/cluster/$K8S_VERSION-$(sources_hash)/bin"; }
@@ -80,12 +103,64 @@ check_versions() {
   [ -z "$other" ] || problems+=("kube/go.mod: staging modules not at $K8S_STAGING_VERSION: $other")
   [ "$(mod_version kube/go.mod go.etcd.io/etcd/server/v3)" = "$ETCD_VERSION" ] ||
     problems+=("kube/go.mod: go.etcd.io/etcd/server/v3 is not $ETCD_VERSION")
-  [ "$(mod_version cri-dockerd/go.mod github.com/Mirantis/cri-dockerd)" = "$CRI_DOCKERD_VERSION" ] ||
-    problems+=("cri-dockerd/go.mod: github.com/Mirantis/cri-dockerd is not $CRI_DOCKERD_VERSION")
+  # The fork keeps upstream's module path: the version is the replace directive's.
+  [ "$(awk '$1 == "replace" && $2 == "github.com/Mirantis/cri-dockerd" {print $5; exit}' "$here/cri-dockerd/go.mod")" = "$CRI_DOCKERD_VERSION" ] ||
+    problems+=("cri-dockerd/go.mod: github.com/Mirantis/cri-dockerd is not replaced by github.com/k3s-io/cri-dockerd $CRI_DOCKERD_VERSION")
+  [ "$(mod_version kine/go.mod github.com/k3s-io/kine)" = "$KINE_VERSION" ] ||
+    problems+=("kine/go.mod: github.com/k3s-io/kine is not $KINE_VERSION")
   if [ ${#problems[@]} -gt 0 ]; then
     printf 'cluster: error: %s\n' "${problems[@]}" >&2
     die "versions.env and the go.mod files disagree (see versions.env)"
   fi
+}
+
+build_part() {
+  local part=$1 dir tmp t0=$SECONDS
+  dir=$(part_dir "$part")
+  [ -f "$dir/.complete" ] && return 0
+  tmp=$dir.tmp
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  case $part in
+    kube)
+      local minor=${K8S_VERSION#v1.}
+      minor=${minor%%.*}
+      # Version stamps, as the upstream release build sets them (the API server derives its
+      # compatibility version from them; without them it reports v0.0.0-master).
+      local kver="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION"
+      kver+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
+      kver+=" -X k8s.io/component-base/version.gitTreeState=clean"
+      kver+=" -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
+      kver+=" -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+      log "building Kubernetes $K8S_VERSION (apiserver, controller-manager, scheduler, kubelet, kube-proxy, etcd $ETCD_VERSION)"
+      log "(a build from an empty cache takes tens of minutes on 2 cores; later starts reuse it)"
+      (cd "$here/kube" && go build -ldflags "-s -w $kver" -o "$tmp/kube" .) || die "build of kube failed"
+      log "building pause"
+      (cd "$here/kube" && go build -ldflags "-s -w" -o "$tmp/pause" ./pause) || die "build of pause failed"
+      ;;
+    cri-dockerd)
+      log "building cri-dockerd $CRI_DOCKERD_VERSION (k3s's fork)"
+      (cd "$here/cri-dockerd" && go build \
+        -ldflags "-s -w -X github.com/Mirantis/cri-dockerd/cmd/version.Version=${CRI_DOCKERD_VERSION#v}" \
+        -o "$tmp/cri-dockerd" github.com/Mirantis/cri-dockerd) || die "build of cri-dockerd failed"
+      ;;
+    kine)
+      # With cgo, as k3s builds it: kine's SQLite driver is then mattn/go-sqlite3 (SQLite's C
+      # code). Without cgo kine falls back to the pure-Go modernc.org/sqlite, with which this
+      # API server never became ready (its APIService registration stalls).
+      if ! command -v gcc >/dev/null && [ "$(id -u)" = 0 ]; then
+        log "installing gcc (kine's SQLite driver is C)"
+        flock /var/lock/edgecast-apt.lock sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev >/dev/null'
+      fi
+      command -v gcc >/dev/null || die "kine needs a C compiler for its SQLite driver (apt-get install gcc libc6-dev)"
+      log "building kine $KINE_VERSION"
+      (cd "$here/kine" && CGO_ENABLED=1 go build -ldflags "-s -w" -o "$tmp/kine" github.com/k3s-io/kine) ||
+        die "build of kine failed"
+      ;;
+  esac
+  echo "$part built in $((SECONDS - t0)) s on $(nproc) cores, $(date -u +%FT%TZ)" >"$tmp/.complete"
+  rm -rf "$dir"
+  mv "$tmp" "$dir"
 }
 
 build() {
@@ -96,7 +171,7 @@ build() {
     export PATH="$PATH:/usr/local/go/bin"
   fi
   command -v go >/dev/null || die "Go is needed to build the cluster (go not found on PATH nor in /usr/local/go/bin)"
-  mkdir -p "$cache_root/cluster"
+  mkdir -p "$cache_root/cluster/parts"
   # One build at a time, whoever asks (two test runs, a person and CI): the others wait here
   # and then find the finished build.
   exec 9>"$cache_root/cluster/.build.lock"
@@ -110,35 +185,23 @@ build() {
   fi
   check_versions
   go_env
-  local tmp=$bin.tmp
+  local t0=$SECONDS part tmp=$bin.tmp name
+  for part in "${parts[@]}"; do build_part "$part"; done
   rm -rf "$tmp"
   mkdir -p "$tmp"
-  local t0=$SECONDS minor=${K8S_VERSION#v1.}
-  minor=${minor%%.*}
-  # Version stamps, as the upstream release build sets them (the API server derives its
-  # compatibility version from them; without them it reports v0.0.0-master).
-  local kver="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION"
-  kver+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
-  kver+=" -X k8s.io/component-base/version.gitTreeState=clean"
-  kver+=" -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
-  kver+=" -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
-  log "building Kubernetes $K8S_VERSION (apiserver, controller-manager, scheduler, kubelet, kube-proxy, etcd $ETCD_VERSION) into $bin"
-  log "(a build from an empty cache takes tens of minutes on 2 cores; later starts reuse it)"
-  (cd "$here/kube" && go build -ldflags "-s -w $kver" -o "$tmp/kube" .) || die "build of kube failed"
-  log "building pause"
-  (cd "$here/kube" && go build -ldflags "-s -w" -o "$tmp/pause" ./pause) || die "build of pause failed"
-  log "building cri-dockerd $CRI_DOCKERD_VERSION"
-  (cd "$here/cri-dockerd" && go build \
-    -ldflags "-s -w -X github.com/Mirantis/cri-dockerd/cmd/version.Version=${CRI_DOCKERD_VERSION#v}" \
-    -o "$tmp/cri-dockerd" github.com/Mirantis/cri-dockerd) || die "build of cri-dockerd failed"
-  local name
+  for part in "${parts[@]}"; do
+    for name in "$(part_dir "$part")"/*; do
+      # Hard links (the same file, no copy) where the cache is one filesystem.
+      ln "$name" "$tmp/" 2>/dev/null || cp "$name" "$tmp/"
+    done
+  done
   for name in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy etcd; do
     ln -sf kube "$tmp/$name"
   done
-  echo "$K8S_VERSION built in $((SECONDS - t0)) s on $(nproc) cores, $(date -u +%FT%TZ)" >"$tmp/.complete"
+  echo "$K8S_VERSION with cri-dockerd $CRI_DOCKERD_VERSION and kine $KINE_VERSION, $(date -u +%FT%TZ)" >"$tmp/.complete"
   rm -rf "$bin"
   mv "$tmp" "$bin"
-  log "built in $((SECONDS - t0)) s: $bin"
+  log "ready in $((SECONDS - t0)) s: $bin"
   exec 9>&-
 }
 
@@ -482,18 +545,28 @@ start() {
   save_sysctls
   ensure_bridge
   # A fresh cluster at every start: no object of an earlier run comes back.
-  rm -rf "$state/etcd" "$state/kubelet" "$state/cri-dockerd" "$state/cni/ipam" "$state/cni/cache" "$state/pod-logs"
-  mkdir -p "$state/kubelet" "$state/pod-logs" "$state/cri-dockerd"
+  rm -rf "$state/etcd" "$state/kine" "$state/kubelet" "$state/cri-dockerd" "$state/cni/ipam" "$state/cni/cache" "$state/pod-logs"
+  mkdir -p "$state/kubelet" "$state/pod-logs" "$state/cri-dockerd" "$state/kine"
   for name in "${components[@]}"; do : >"$state/logs/$name.log"; done
 
-  # etcd, as pinned by Kubernetes. --unsafe-no-fsync: the data is thrown away at the next start,
-  # and fsync on a shared CI disk is what makes etcd slow.
-  launch etcd "$bin/etcd" --name edgecast --data-dir "$state/etcd" \
-    --listen-client-urls "http://$etcd_client" --advertise-client-urls "http://$etcd_client" \
-    --listen-peer-urls "http://$etcd_peer" --initial-advertise-peer-urls "http://$etcd_peer" \
-    --initial-cluster "edgecast=http://$etcd_peer" \
-    --unsafe-no-fsync --log-level warn
-  wait_for 60 "etcd" curl -sf --max-time 2 "http://$etcd_client/health"
+  if [ "$datastore" = kine ]; then
+    # kine on one SQLite file, in WAL mode as k3s opens it; plain gRPC on loopback, no metrics
+    # listener (its default :8080 would take a port of the shared machine).
+    launch kine "$bin/kine" \
+      --endpoint "sqlite://$state/kine/state.db?_journal=WAL&cache=shared" \
+      --listen-address "$datastore_client" --metrics-bind-address 0
+    # kine answers gRPC only: its port accepting connections is the sign it serves.
+    wait_for 60 "kine" bash -c "exec 3<>/dev/tcp/${datastore_client%:*}/${datastore_client#*:}"
+  else
+    # etcd, as pinned by Kubernetes. --unsafe-no-fsync: the data is thrown away at the next
+    # start, and fsync on a shared CI disk is what makes etcd slow.
+    launch etcd "$bin/etcd" --name edgecast --data-dir "$state/etcd" \
+      --listen-client-urls "http://$datastore_client" --advertise-client-urls "http://$datastore_client" \
+      --listen-peer-urls "http://$etcd_peer" --initial-advertise-peer-urls "http://$etcd_peer" \
+      --initial-cluster "edgecast=http://$etcd_peer" \
+      --unsafe-no-fsync --log-level warn
+    wait_for 60 "etcd" curl -sf --max-time 2 "http://$datastore_client/health"
+  fi
 
   launch docker-proxy "$bin/kube" docker-proxy --listen "$state/run/docker.sock" --upstream /var/run/docker.sock
   wait_for 30 "the Docker API proxy" curl -sf --max-time 2 --unix-socket "$state/run/docker.sock" http://docker/_ping
@@ -512,7 +585,7 @@ start() {
   wait_for 60 "cri-dockerd" test -S "$state/run/cri-dockerd.sock"
 
   launch kube-apiserver "$bin/kube-apiserver" \
-    --etcd-servers "http://$etcd_client" \
+    --etcd-servers "http://$datastore_client" \
     --advertise-address "$ip" --bind-address 0.0.0.0 --secure-port "$api_port" \
     --service-cluster-ip-range "$service_cidr" \
     --client-ca-file "$state/pki/ca.crt" \
@@ -583,7 +656,8 @@ stop_locked() {
     "$bin/kube" cri-cleanup --endpoint "unix://$state/run/cri-dockerd.sock" --timeout 60s >&2 ||
       log "some pods could not be removed through the CRI; removing their containers directly"
   fi
-  stop_components cri-dockerd docker-proxy etcd
+  # Both datastores: the running cluster may have been started with the other one.
+  stop_components cri-dockerd docker-proxy kine etcd
   # Whatever is left of the pods' containers: cri-dockerd names them k8s_* and labels them
   # io.kubernetes.docker.type. No other container is touched.
   if docker info >/dev/null 2>&1; then
