@@ -5,8 +5,8 @@
 # Usage: base-image.sh ARCH [slim|systemd|docker|nopython|ubuntu-bionic]   ARCH: amd64 | arm64 | armhf
 # Flavours: slim is the plain root trimmed as Docker's Debian -slim images are (no apt lists or
 # caches, no documentation but the copyright files, no man pages, no translations), the stand-in
-# for python:3.11-slim-bookworm wherever an image's size is measured; systemd boots /sbin/init; docker is systemd with Debian's Docker Engine (docker.io,
-# without Recommends) already installed, for the Molecule nodes that need an engine but do not
+# for python:3.11-slim-bookworm wherever an image's size is measured; systemd boots /sbin/init;
+# docker is systemd with Debian's Docker Engine (docker.io, without Recommends) already installed, for the Molecule nodes that need an engine but do not
 # test its installation (docker_engine's own scenario installs it for real). nopython has no
 # Python at all, as a host before playbooks/bootstrap-python.yml gave it one. ubuntu-bionic is
 # Ubuntu 18.04 from Ubuntu's archive (UBUNTU_MIRROR, default archive.ubuntu.com for amd64,
