@@ -9,7 +9,6 @@ bundle is loaded).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,9 +16,6 @@ from edgecast.bundle import Bundle, BundleError
 from edgecast.features import model_inputs, to_kwh
 from edgecast.runtimes import Runtime, create_runtime
 from edgecast.store_rules import shown
-
-if TYPE_CHECKING:
-    from edgecast.keras_networks import SpareNetworks
 
 
 class ParityError(BundleError):
@@ -85,12 +81,10 @@ class Forecaster:
         )
 
 
-def load_forecaster(
-    bundle: Bundle, runtime_name: str, spares: SpareNetworks | None = None
-) -> tuple[Forecaster, ParityReport]:
+def load_forecaster(bundle: Bundle, runtime_name: str) -> tuple[Forecaster, ParityReport]:
     """Builds the runtime and passes the parity gate, or raises ParityError with the figures."""
     try:
-        runtime = create_runtime(runtime_name, bundle, spares)
+        runtime = create_runtime(runtime_name, bundle)
     except BundleError:
         raise
     except Exception as exc:  # a framework refusing the bundle is a refusal

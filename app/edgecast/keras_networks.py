@@ -1,12 +1,21 @@
-"""Traced Keras networks, and a spare one kept ready so a keras hot swap only assigns weights.
+"""Compiled Keras networks: one per architecture, shared by every model of that architecture.
 
-Building the network in Keras and tracing its call into a concrete function is most of a keras
-swap (hundreds of ms, all of it holding the interpreter lock the serving threads need);
-assigning a bundle's weights into a traced network takes about a millisecond. A predictor keeps
-one spare network of the architecture it last loaded, traced, run once and unused: loading a
-bundle of that architecture takes the spare, and a new spare is built in the background. A spare
-is never shared: once taken it belongs to the one runtime that took it, so a model that serves,
-stays loaded for rollback or is scored in shadow never has its weights changed.
+A keras model is its architecture's network called statelessly on the model's own weights. The
+network is built, traced and compiled by XLA once per architecture and process; a model holds
+only its weights, as constant tensors. So:
+
+* loading a bundle of an architecture already compiled costs converting its weights (about a
+  millisecond) and the parity gate, not a trace (hundreds of ms, most of it holding the
+  interpreter lock the serving threads need);
+* no model's weights ever change: one swapped out, kept for rollback or scored in shadow
+  forecasts exactly what it did;
+* XLA fuses the network's thirty-odd small ops into one kernel run on the calling thread, where
+  TensorFlow's executor hands each op to its thread pools: a one-case forecast costs about half.
+
+XLA compiles once per batch size (a few hundred ms), so the one-case call and batches of
+``CHUNK`` cases are compiled with the network, and larger or smaller batches run in chunks of
+``CHUNK``, the last one padded. Where XLA cannot compile, the network runs on TensorFlow's
+executor (the same function, without ``jit_compile``).
 """
 
 from __future__ import annotations
@@ -14,121 +23,235 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from edgecast.architecture import SBNConfig
+from edgecast.architecture import SBNConfig, expected_weight_shapes
+from edgecast.bundle.errors import cut_short
 
 log = logging.getLogger("edgecast.predictor")
 
-
-@dataclass(frozen=True)
-class TracedNetwork:
-    """A network and its call, traced once for any batch size."""
-
-    model: Any
-    call: Any  # a tf ConcreteFunction taking the inputs in input_names' order
-    input_names: tuple[str, ...]
+# Cases per call: concurrent requests run together in batches of up to BATCH cases, larger
+# batches (the parity gate's reference cases, evaluations) in chunks of CHUNK; each of the
+# three sizes is compiled once, with the network.
+BATCH = 4
+CHUNK = 64
+# Architectures whose compiled network a process keeps; the least recently used goes first.
+MAX_ARCHITECTURES = 4
 
 
 def input_names(config: SBNConfig) -> tuple[str, ...]:
     return ("load", "calendar") + (("temperature",) if config.use_temperature else ())
 
 
-def trace_network(config: SBNConfig) -> TracedNetwork:
-    """Builds the network (weights not yet the bundle's) and traces its inference call."""
+@dataclass(frozen=True)
+class CompiledNetwork:
+    """An architecture's network as a function of (weights, inputs), compiled once."""
+
+    config: SBNConfig
+    # Runs the traced function on a flat list of tensors: the weights in weight_paths' order,
+    # then the inputs in input_names' order.
+    run: Callable[[list[Any]], Any]
+    to_tensor: Callable[[np.ndarray], Any]
+    weight_paths: tuple[str, ...]
+    input_names: tuple[str, ...]
+    compiled: bool  # by XLA; False where it could not compile and the executor runs it
+    flat: bool  # run skips the signature's argument binding (see _flat_runner)
+
+    def weights(self, arrays: dict[str, np.ndarray]) -> list[Any]:
+        """A model's weights as the constant tensors ``predict`` takes (shapes checked when
+        the bundle was loaded)."""
+        return [self.to_tensor(arrays[path]) for path in self.weight_paths]
+
+    def predict(self, weights: list[Any], inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Scaled forecasts: one case as is, up to BATCH cases padded to BATCH, more in padded
+        chunks of CHUNK."""
+        arrays = [inputs[name] for name in self.input_names]
+        rows = len(arrays[0])
+        if rows == 1:
+            return self._forecast(weights, arrays)
+        size = BATCH if rows <= BATCH else CHUNK
+        results = np.empty((rows, self.config.horizon), dtype=np.float32)
+        for start in range(0, rows, size):
+            chunk = [_padded(array[start : start + size], size) for array in arrays]
+            results[start : start + size] = self._forecast(weights, chunk)[: rows - start]
+        return results
+
+    def _forecast(self, weights: list[Any], arrays: list[np.ndarray]) -> np.ndarray:
+        return self.run([*weights, *map(self.to_tensor, arrays)]).numpy()
+
+
+def _padded(array: np.ndarray, size: int) -> np.ndarray:
+    """``array`` with zero cases appended up to ``size`` (each case is forecast on its own)."""
+    missing = size - len(array)
+    if missing == 0:
+        return array
+    return np.concatenate([array, np.zeros((missing, *array.shape[1:]), array.dtype)])
+
+
+def compile_network(config: SBNConfig) -> CompiledNetwork:
+    """Builds the architecture's network, traces it as a function of its weights and compiles
+    its calls on 1, BATCH and CHUNK cases."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
     from edgecast.sbn import build_sbn
 
     model = build_sbn(config)
+    layout = {v.path: tuple(v.shape) for v in model.trainable_variables}
+    if layout != expected_weight_shapes(config) or model.non_trainable_variables:
+        raise RuntimeError(f"network layout {layout} differs from the architecture's")
     names = input_names(config)
     shapes = {
         "load": (None, config.window),
         "calendar": (None, config.horizon, config.calendar_width),
         "temperature": (None, config.window),
     }
-    signature = [tf.TensorSpec(shapes[n], tf.float32, name=n) for n in names]
-    # A concrete function skips tf.function's per-call argument binding (~0.6 ms a request).
-    call = tf.function(
-        lambda *xs: model(list(xs), training=False), input_signature=signature
-    ).get_concrete_function()
-    return TracedNetwork(model, call, names)
+    specs = [tf.TensorSpec(v.shape, tf.float32) for v in model.trainable_variables]
+    specs += [tf.TensorSpec(shapes[n], tf.float32, name=n) for n in names]
+    count = len(layout)
+
+    def forward(*tensors: Any) -> Any:
+        outputs, _ = model.stateless_call(
+            list(tensors[:count]), [], list(tensors[count:]), training=False
+        )
+        return outputs
+
+    def to_tensor(array: np.ndarray) -> Any:
+        return tf.constant(array, tf.float32)
+
+    def traced(jit: bool) -> CompiledNetwork:
+        call = tf.function(forward, input_signature=specs, jit_compile=jit).get_concrete_function()
+        run, flat = _flat_runner(call)
+        network = CompiledNetwork(config, run, to_tensor, tuple(layout), names, jit, flat)
+        zeros = network.weights({p: np.zeros(s, np.float32) for p, s in layout.items()})
+        for rows in (1, BATCH, CHUNK):  # XLA compiles on a shape's first call
+            network.predict(zeros, {n: np.zeros((rows, *shapes[n][1:])) for n in names})
+        return network
+
+    try:
+        return traced(jit=True)
+    except tf.errors.OpError as exc:  # XLA is an optimisation: the executor runs the same
+        log.warning(
+            "keras network: XLA cannot compile it (%s); the executor runs it", cut_short(exc)
+        )
+        return traced(jit=False)
 
 
-def warmed_network(config: SBNConfig) -> TracedNetwork:
-    """A traced network run once on zeros: the first run of a traced function optimises its
-    graph (tens of ms), better spent before a swap than during one."""
-    network = trace_network(config)
-    zeros = [
-        np.zeros((1, *spec.shape[1:]), np.float32)
-        for spec in network.call.structured_input_signature[0]
-    ]
-    network.call(*zeros)
-    return network
+def _flat_runner(call: Any) -> tuple[Callable[[list[Any]], Any], bool]:
+    """Calls a concrete function on tensors already in its flat order. Its public call binds
+    the arguments to the signature first, four times the cost of running this network
+    (about 0.15 ms a request); ``_call_flat`` skips that binding, where TensorFlow has it."""
+    call_flat = getattr(call, "_call_flat", None)
+    if call_flat is None:
+        return (lambda tensors: call(*tensors)), False
+    captured = call.captured_inputs
+    return (lambda tensors: call_flat(tensors, captured)), True
 
 
-class SpareNetworks:
-    """A traced network kept ready, in the background, for the architecture that serves."""
+class CaseBatcher:
+    """Runs one model's concurrent one-case forecasts together, as one call of up to BATCH
+    cases: a request that finds a call under way queues its case; the thread whose call ends
+    hands the queue to the oldest queued request, which runs the next call for all of them. A
+    lone request runs at once, as if there were no batcher; no thread runs more than one call.
+    Under load a call costs about what a one-case call does, so the cases share its cost.
+    """
 
-    def __init__(self, build: Callable[[SBNConfig], TracedNetwork] = warmed_network) -> None:
-        self._build = build
+    def __init__(self, network: CompiledNetwork, weights: list[Any]) -> None:
+        self._network = network
+        self._weights = weights
         self._lock = threading.Lock()
-        self._serving: SBNConfig | None = None
-        self._spare: tuple[SBNConfig, TracedNetwork] | None = None
-        self._builder: threading.Thread | None = None
-        self.taken_ready = 0  # takes served by a spare
-        self.built_on_demand = 0  # takes that had to build
+        self._queued: list[_Case] = []
+        self._busy = False
+        self.calls = 0
+        self.cases = 0
 
-    def take(self, config: SBNConfig) -> TracedNetwork:
-        """A traced network of ``config`` that nobody else holds: the spare when it fits."""
-        # Keras builds one network at a time: a spare under way is waited for first.
-        self.wait()
+    @property
+    def queued(self) -> int:
+        """Cases waiting for a call."""
         with self._lock:
-            spare, self._spare = self._spare, None
-        if spare is not None and spare[0] == config:
-            self.taken_ready += 1
-            log.info("keras network: the spare, traced in advance")
-            return spare[1]
-        self.built_on_demand += 1
-        log.info("keras network: traced now (no spare of this architecture)")
-        return self._build(config)
+            return len(self._queued)
 
-    def prepare(self, config: SBNConfig | None = None) -> None:
-        """Starts building a spare of ``config`` (default: the last one prepared, the serving
-        architecture when a load was refused) unless one is ready or under way."""
-        self.wait()
+    def forecast(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The (1, horizon) scaled forecast of one case."""
+        case = _Case(inputs)
         with self._lock:
-            config = config or self._serving
-            self._serving = config
-            if config is None or (self._spare is not None and self._spare[0] == config):
-                return
-            self._spare = None
-            thread = threading.Thread(
-                target=self._build_spare, args=(config,), name="edgecast-keras-spare", daemon=True
-            )
-            self._builder = thread
-        thread.start()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Waits for the spare under way, if any; true when none is being built."""
+            leads = not self._busy
+            self._busy = True
+            if not leads:
+                self._queued.append(case)
+        if not leads:
+            case.done.wait()
+            if not case.leads:
+                return case.outcome()
         with self._lock:
-            builder = self._builder
-        if builder is not None:
-            builder.join(timeout)
-            return not builder.is_alive()
-        return True
-
-    def _build_spare(self, config: SBNConfig) -> None:
+            batch = [case, *self._queued[: BATCH - 1]]
+            del self._queued[: BATCH - 1]
         try:
-            network = self._build(config)
-        except Exception:  # a spare is an optimisation: the next take builds its own
-            log.exception("could not build a spare keras network")
-            return
+            merged = {n: np.concatenate([c.inputs[n] for c in batch]) for n in case.inputs}
+            results = self._network.predict(self._weights, merged)
+            for i, queued in enumerate(batch):
+                queued.result = results[i : i + 1]
+        except BaseException as exc:  # each request of the call gets the call's error
+            for queued in batch:
+                queued.error = exc
+        finally:
+            with self._lock:
+                self.calls += 1
+                self.cases += len(batch)
+                successor = self._queued.pop(0) if self._queued else None
+                self._busy = successor is not None
+            for queued in batch[1:]:
+                queued.done.set()
+            if successor is not None:
+                successor.leads = True
+                successor.done.set()
+        return case.outcome()
+
+
+class _Case:
+    __slots__ = ("done", "error", "inputs", "leads", "result")
+
+    def __init__(self, inputs: dict[str, np.ndarray]) -> None:
+        self.inputs = inputs
+        self.done = threading.Event()
+        self.leads = False
+        self.result: np.ndarray | None = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> np.ndarray:
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+class CompiledNetworks:
+    """The compiled network of each architecture in use, built on first need."""
+
+    def __init__(self, build: Any = compile_network) -> None:
+        self._build = build
+        self._lock = threading.Lock()  # Keras builds one network at a time
+        self._networks: OrderedDict[SBNConfig, CompiledNetwork] = OrderedDict()
+        self.built = 0
+
+    def get(self, config: SBNConfig) -> CompiledNetwork:
         with self._lock:
-            if self._serving == config:
-                self._spare = (config, network)
+            network = self._networks.get(config)
+            if network is None:
+                network = self._build(config)
+                self.built += 1
+                log.info("keras network: compiled for this architecture")
+                self._networks[config] = network
+                if len(self._networks) > MAX_ARCHITECTURES:
+                    self._networks.popitem(last=False)
+            self._networks.move_to_end(config)
+            return network
+
+
+# The process's networks: every keras runtime of one architecture shares one.
+NETWORKS = CompiledNetworks()

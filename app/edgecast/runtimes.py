@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import queue
 import threading
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -19,9 +19,6 @@ from edgecast.bundle import Bundle, BundleError
 from edgecast.bundle.errors import cut_short
 from edgecast.bundle.layout import LITERT, MAX_FILE_BYTES
 from edgecast.store_rules import shown
-
-if TYPE_CHECKING:
-    from edgecast.keras_networks import SpareNetworks
 
 RUNTIMES = ("keras", "litert")
 # Interpreters of one LiteRT model, at most: one per waitress thread of the default settings.
@@ -38,27 +35,23 @@ class Runtime(Protocol):
 
 
 class KerasRuntime:
-    """Rebuilds the network from the architecture and assigns the bundle's weights.
-
-    With ``spares``, the network is a spare already traced for the architecture when one is
-    ready (a hot swap then costs a weight assignment, not a trace).
-    """
+    """The architecture's compiled network (shared, see ``edgecast.keras_networks``) on the
+    bundle's weights, which are this runtime's alone. Concurrent one-case forecasts run
+    together (``CaseBatcher``)."""
 
     name = "keras"
 
-    def __init__(self, bundle: Bundle, spares: SpareNetworks | None = None) -> None:
-        from edgecast.keras_networks import trace_network
-        from edgecast.sbn import assign_weights
+    def __init__(self, bundle: Bundle) -> None:
+        from edgecast.keras_networks import NETWORKS, CaseBatcher
 
-        config = bundle.config
-        network = spares.take(config) if spares is not None else trace_network(config)
-        assign_weights(network.model, config, bundle.weights)
-        self.input_names = list(network.input_names)
-        self._call = network.call
-        self.model = network.model
+        self._network = NETWORKS.get(bundle.config)
+        self._weights = self._network.weights(bundle.weights)
+        self.batcher = CaseBatcher(self._network, self._weights)
 
     def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return self._call(*(inputs[n] for n in self.input_names)).numpy()
+        if len(inputs["load"]) == 1:
+            return self.batcher.forecast(inputs)
+        return self._network.predict(self._weights, inputs)
 
 
 class LiteRTRuntime:
@@ -184,10 +177,10 @@ def _checked_output(details: list[dict[str, Any]], horizon: int) -> int:
     return int(detail["index"])
 
 
-def create_runtime(name: str, bundle: Bundle, spares: SpareNetworks | None = None) -> Runtime:
-    """The named runtime on ``bundle``; ``spares`` (keras only) keeps traced networks ready."""
+def create_runtime(name: str, bundle: Bundle) -> Runtime:
+    """The named runtime on ``bundle``."""
     if name == "keras":
-        return KerasRuntime(bundle, spares)
+        return KerasRuntime(bundle)
     if name == "litert":
         return LiteRTRuntime(bundle)
     raise ValueError(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIMES)}")

@@ -23,7 +23,6 @@ from waitress.adjustments import Adjustments
 
 from edgecast.bundle import BundleError, load_bundle_dir
 from edgecast.forecaster import ParityError, load_forecaster
-from edgecast.keras_networks import SpareNetworks
 from edgecast.predictor.app import PredictorState, create_app
 from edgecast.predictor.config import ConfigError, PredictorConfig
 from edgecast.predictor.connections import ConnectionSettings, PredictorServer
@@ -41,21 +40,10 @@ FILES_BESIDES_CONNECTIONS = 64
 def build_state(config: PredictorConfig) -> PredictorState:
     store = ModelStore(config.model_store)
     public_key = load_public_key(config.public_key_path) if config.public_key_path else None
-    # A keras predictor keeps a traced network ready for its next swap (a weight assignment
-    # instead of a trace: tens of ms instead of hundreds).
-    spares = SpareNetworks() if config.runtime == "keras" else None
 
     def loader(model_id: str):  # noqa: ANN202
         bundle = load_bundle_dir(store.path_of(model_id), public_key, config.parity_limit)
-        if spares is None:
-            return load_forecaster(bundle, config.runtime)
-        try:
-            loaded = load_forecaster(bundle, config.runtime, spares)
-        except BaseException:
-            spares.prepare()  # a refused bundle may have taken the serving architecture's spare
-            raise
-        spares.prepare(bundle.config)
-        return loaded
+        return load_forecaster(bundle, config.runtime)
 
     return PredictorState(config, ModelHolder(loader), PredictorMetrics())
 
