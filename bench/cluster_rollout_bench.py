@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import secrets
@@ -40,6 +41,9 @@ from edgecast_harness.playbook import run_playbook
 
 # The paper's average model-switching latency (weights transferred and the new model serving).
 PAPER_SWITCH_S = {"Jetson": 26.49, "Raspberry Pi 4": 39.09}
+# Seconds after a rollout for the kept-alive connection to reach the new model (the old pod's
+# shutdown delay and drain, well within its termination grace period).
+KEPT_ALIVE_TIMEOUT_S = 60.0
 PHASES = ("create", "ready", "verify_pod", "switch", "endpoints", "verify_service", "drain")
 
 
@@ -141,7 +145,14 @@ def main() -> int:
                                 "-e", f"model_rollout_kubeconfig={rollout_kubeconfig}",
                                 "-e", f"model_bundle={bundle}", env=PROFILE).stdout  # fmt: skip
             wall = time.time() - begun
-            time.sleep(3.0)  # the kept-alive connection moves once the old pod closes it
+            # The kept-alive connection moves once the old pod closes it in its graceful exit,
+            # which goes on after the playbook; the next rollout starts after that exit.
+            deadline = time.monotonic() + KEPT_ALIVE_TIMEOUT_S
+            while time.monotonic() < deadline and math.isnan(
+                first_answer(loads["one kept-alive connection"], begun, bundle.name)
+            ):
+                time.sleep(0.2)
+            time.sleep(1.0)
             row = phases_of(last)
             row["before_pod_switch"] = wall - row["total"]
             row["new_clients_served"] = first_answer(loads["fresh connections"], begun, bundle.name)

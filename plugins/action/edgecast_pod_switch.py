@@ -28,7 +28,9 @@ description:
   - Starts the model's predictor Deployment beside the serving one, waits until it is available,
     asks its pod through the API server which model it serves, then patches the node's Service
     selector, waits until the Service's EndpointSlices list only the new pod and the Service
-    answers with the new model, keeps the old pod for O(drain_seconds) and deletes it.
+    answers with the new model, keeps the old pod for O(drain_seconds) and deletes it: the task
+    ends once the old pod is terminating (out of every Service, finishing its own graceful exit),
+    or with O(wait_removed) once it is gone.
   - A node without a Service gets one once the new pod answers (a first deployment).
   - A failure before the switch deletes the new Deployment; a failure after it points the
     Service back at the old model first. The old model keeps serving and the task fails with the
@@ -90,13 +92,21 @@ options:
         default: 15
       cleanup_timeout:
         description:
-          - For the old pods to be gone after their Deployments are deleted (a warning, not a
-            failure, when exceeded). Defaults to the pods' termination grace period plus 30.
+          - For the old pods to be terminating (gone, with O(wait_removed)) after their
+            Deployments are deleted (a warning, not a failure, when exceeded). Defaults to the
+            pods' termination grace period plus 30.
         type: float
   drain_seconds:
     description: Seconds the old pod keeps running after the Service stopped selecting it.
     type: float
     default: 5
+  wait_removed:
+    description:
+      - Wait until the old pods are gone, not only terminating. Their graceful exit (the
+        predictor's shutdown delay, then closing kept-alive connections) then adds its seconds
+        to the task; the kubelet ends it within the pods' termination grace period either way.
+    type: bool
+    default: false
   conflict_retries:
     description: Retries of the Service patch after a 409 Conflict.
     type: int
@@ -183,6 +193,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
         },
     },
     "drain_seconds": {"type": "float", "default": 5.0},
+    "wait_removed": {"type": "bool", "default": False},
     "conflict_retries": {"type": "int", "default": 5},
 }
 
@@ -265,6 +276,7 @@ class ActionModule(EdgecastPlugin.ControllerAction):
                 ),
                 drain_seconds=args["drain_seconds"],
                 conflict_retries=args["conflict_retries"],
+                wait_removed=args["wait_removed"],
             )
         except podswitch.PodSwitchError as exc:
             return {

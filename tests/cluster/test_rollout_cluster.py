@@ -113,6 +113,26 @@ class Edge:
         pods = self.cluster.core().list_namespaced_pod(self.namespace, label_selector=APP_SELECTOR)
         return sorted(p.metadata.annotations["edgecast.io/model-id"] for p in pods.items)
 
+    def running_pod_models(self) -> list[str]:
+        """The models of the pods not terminating."""
+        pods = self.cluster.core().list_namespaced_pod(self.namespace, label_selector=APP_SELECTOR)
+        return sorted(
+            p.metadata.annotations["edgecast.io/model-id"]
+            for p in pods.items
+            if not p.metadata.deletion_timestamp
+        )
+
+    def old_pods_leave(self, model_id: str) -> None:
+        """A rollout ends once the old pod is terminating: ``model_id``'s alone are not; then
+        the old ones finish their graceful exit."""
+        assert self.running_pod_models() == [model_id], self.describe()
+        wait_for(
+            "the old pods to finish their graceful exit",
+            lambda: self.pod_models() == [model_id],
+            timeout=90,
+            details=self.describe,
+        )
+
     def predictor_args(self, model_id: str) -> dict[str, str]:
         """The predictor's command-line options in the Deployment of ``model_id``."""
         found = self.cluster.apps().list_namespaced_deployment(
@@ -383,12 +403,11 @@ def test_a_pod_switch_under_load_fails_no_request(
         started = time.time()
         result = edge.rollout("-e", f"model_bundle={bundle}")
         assert result.rc == 0, output_of(result) + edge.describe()
-        time.sleep(1.0)
+        edge.old_pods_leave(second)
     done = assert_no_failure(load)
     assert edge.serving() == second
     assert edge.predict()["model_id"] == second
     assert edge.deployment_models() == [second]
-    assert edge.pod_models() == [second]
     assert sorted(edge.stored()) == sorted([first, second])
     # The new predictor's spec is the serving one's: the setting changed in place stays.
     assert edge.predictor_args(second)["--threads"] == "2"
@@ -485,11 +504,10 @@ def test_a_rollback_to_the_previous_model_under_load(
         started = time.time()
         result = edge.rollout("-e", "rollback_to=previous")
         assert result.rc == 0, output_of(result) + edge.describe()
-        time.sleep(1.0)
+        edge.old_pods_leave(first)
     done = assert_no_failure(load)
     assert edge.serving() == first
     assert edge.deployment_models() == [first]
-    assert edge.pod_models() == [first]
     assert [r for r in done if r["start"] >= started and r["model_id"] == first]
     phases = phases_of(result.stdout)
     edge.phases.append(phases)

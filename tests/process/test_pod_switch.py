@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -119,6 +120,12 @@ def test_switch_moves_the_service_to_the_new_pod_and_removes_the_old(fake, apis)
     assert annotations[MODEL_ID_ANNOTATION] == "model-b"
     assert annotations[PREVIOUS_MODEL_ANNOTATION] == "model-a"
     assert fake.names("deployments") == [deployment_name("model-b")]
+    # The switch ends once the old pod is terminating; its own graceful exit follows.
+    left = set(fake.names("pods")) & set(old_pods)
+    assert all(fake.get("pods", name)["metadata"].get("deletionTimestamp") for name in left)
+    deadline = time.monotonic() + 10
+    while set(fake.names("pods")) & set(old_pods) and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert not set(fake.names("pods")) & set(old_pods), "the old pods are gone"
     assert all(p.startswith(deployment_name("model-b")) for p in fake.names("pods"))
     assert ready_endpoints(fake) == fake.names("pods")
@@ -131,7 +138,7 @@ def test_waits_are_watches_on_the_api_conditions(fake, apis):
     fake.endpoints_delay = 0.5
     fake.pod_termination_seconds = 0.5
 
-    pod_switch(apis, spec("model-b"), timeouts=FAST, drain_seconds=0)
+    pod_switch(apis, spec("model-b"), timeouts=FAST, drain_seconds=0, wait_removed=True)
 
     watched = {
         path.split("?")[0].rsplit("/", 1)[-1] for _, path in fake.requests if "watch=true" in path
@@ -143,7 +150,7 @@ def test_service_never_loses_its_ready_endpoint_during_the_switch(fake, apis):
     serve(fake, "model-a")
     before = ready_endpoints(fake)
     mark = fake.resource_version
-    pod_switch(apis, spec("model-b"), timeouts=FAST, drain_seconds=0.2)
+    pod_switch(apis, spec("model-b"), timeouts=FAST, drain_seconds=0.2, wait_removed=True)
 
     history = fake.endpoint_history(SERVICE, since=mark)
     assert [name.rsplit("-", 2)[0] for name in before] == [deployment_name("model-a")]
@@ -609,12 +616,25 @@ def test_check_mode_fails_where_the_switch_would_refuse(fake, tmp_path):
     assert fake.writes() == []
 
 
+def test_a_switch_that_need_not_wait_for_the_old_pods_ends_before_they_are_gone(fake, apis):
+    serve(fake, "model-a")
+    old_pods = fake.names("pods")
+    fake.pod_termination_seconds = 3.0
+
+    result = pod_switch(apis, spec("model-b"), timeouts=FAST, drain_seconds=0)
+
+    assert result.warnings == ()
+    assert result.phases["cleanup"] < 2.0
+    assert set(old_pods) <= set(fake.names("pods")), "still finishing their graceful exit"
+    assert all(fake.get("pods", name)["metadata"].get("deletionTimestamp") for name in old_pods)
+
+
 def test_old_pods_outliving_the_cleanup_timeout_are_a_warning(fake, apis):
     serve(fake, "model-a")
     fake.pod_termination_seconds = 3.0
     limits = Timeouts(ready=3.0, endpoints=3.0, verify=1.0, cleanup=0.5, request=5.0)
 
-    result = pod_switch(apis, spec("model-b"), timeouts=limits, drain_seconds=0)
+    result = pod_switch(apis, spec("model-b"), timeouts=limits, drain_seconds=0, wait_removed=True)
 
     assert result.changed
     assert selected(fake) == "model-b"

@@ -30,6 +30,7 @@ from edgecast.deploy.nodestate import (
     NodeState,
     deployment_progress,
     is_ready_pod,
+    is_terminating,
     node_labels,
     predictor_info,
     progress_deadline_exceeded,
@@ -191,18 +192,28 @@ def remove_deployments(
     node: str,
     model_id: str,
     timeout: float,
+    wait_gone: bool = False,
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Delete the node's old Deployments, then wait (bounded) until only ``model_id``'s pods are
-    left. Returns the Deployments removed and warnings: the switch has happened, so a failure
-    here is reported, not raised.
+    """Delete the node's old Deployments, then wait (bounded) until every pod of the node but
+    ``model_id``'s is terminating, or with ``wait_gone`` until none is left. Returns the
+    Deployments removed and warnings: the switch has happened, so a failure here is reported,
+    not raised.
+
+    A terminating pod is out of every Service already; what it has left is its own graceful
+    exit (the predictor's shutdown delay and the close of kept-alive connections), which the
+    kubelet bounds by the pod's termination grace period. Waiting for it adds that exit to every
+    node's rollout; ``wait_gone`` does, for a run that must end with the old pods gone.
     """
     keep_label = model_label(model_id)
     removed: list[str] = []
     warnings: list[str] = []
+    # Foreground keeps a Deployment until its pods are gone; Background deletes it now and its
+    # ReplicaSet and pods after it.
+    propagation = "Foreground" if wait_gone else "Background"
     for name in deployments:
         try:
             kube.delete(
-                kube.apis.apps.delete_namespaced_deployment, name, propagation_policy="Foreground"
+                kube.apis.apps.delete_namespaced_deployment, name, propagation_policy=propagation
             )
             removed.append(name)
         except API_ERRORS as exc:
@@ -210,17 +221,23 @@ def remove_deployments(
     if not removed:
         return (), tuple(warnings)
 
+    def left(pods: Objects) -> list[str]:
+        """The old pods still to wait for."""
+        old = pods_of_other_models(pods, keep_label)
+        return old if wait_gone else [name for name in old if not is_terminating(pods[name])]
+
     def on_timeout(pods: Objects) -> str:
+        state = "present" if wait_gone else "not terminating"
         return (
-            f"old predictor pods {', '.join(pods_of_other_models(pods, keep_label))} were still "
-            f"present {timeout:g}s after their Deployments were deleted (waited for no "
-            f"pod of node {node} but model {model_id}'s)"
+            f"old predictor pods {', '.join(left(pods))} were still {state} {timeout:g}s "
+            f"after their Deployments were deleted (waited for no pod of node {node} but model "
+            f"{model_id}'s{'' if wait_gone else ' to be left running'})"
         )
 
     try:
         kube.watch_until(
             kube.apis.core.list_namespaced_pod,
-            check=lambda pods: not pods_of_other_models(pods, keep_label),
+            check=lambda pods: not left(pods),
             timeout=timeout,
             on_timeout=on_timeout,
             label_selector=label_selector(node_labels(node)),

@@ -59,7 +59,8 @@ class PodSwitchError(RuntimeError):
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds to wait for each condition; ``cleanup`` defaults to the pods' grace period + 30."""
+    """Seconds to wait for each condition; ``cleanup`` (for the old pods to be terminating, or
+    gone) defaults to the pods' grace period + 30."""
 
     ready: float = 300.0
     endpoints: float = 60.0
@@ -117,6 +118,7 @@ def pod_switch(
     drain_seconds: float = 5.0,
     conflict_retries: int = 5,
     service_checks: int = 3,
+    wait_removed: bool = False,
 ) -> SwitchResult:
     """Make the node's Service serve ``spec.model_id`` from a new pod, then remove the old pods.
 
@@ -126,7 +128,9 @@ def pod_switch(
     objects as :func:`.nodestate.read_node_state` found them moments before, saves reading them
     again; ``in_place`` as in :func:`.plan.plan_from_state`. Raises :class:`PodSwitchError`
     with the reason, after leaving the old model serving. Old pods that outlive the cleanup
-    timeout are reported in ``warnings``: the switch itself succeeded.
+    timeout are reported in ``warnings``: the switch itself succeeded. The cleanup ends once
+    the old pods are terminating, or with ``wait_removed`` once they are gone
+    (:func:`.deployments.remove_deployments`).
     """
     limits = timeouts or Timeouts()
     started = time.monotonic()
@@ -149,6 +153,7 @@ def pod_switch(
         drain_seconds=drain_seconds,
         conflict_retries=conflict_retries,
         service_checks=service_checks,
+        wait_removed=wait_removed,
     )
 
 
@@ -160,11 +165,14 @@ def apply(
     drain_seconds: float = 5.0,
     conflict_retries: int = 5,
     service_checks: int = 3,
+    wait_removed: bool = False,
 ) -> SwitchResult:
     """Run the phases of ``plan``; on a failure, roll back as the plan says and raise."""
     limits = timeouts or Timeouts()
     kube = NamespacedApi(apis, plan.spec.namespace, limits.request)
-    run = _Application(plan, kube, limits, drain_seconds, conflict_retries, service_checks)
+    run = _Application(
+        plan, kube, limits, drain_seconds, conflict_retries, service_checks, wait_removed
+    )
     if not plan.changed:
         return run.result(changed=False)
     steps: tuple[Callable[[], None], ...] = (
@@ -196,6 +204,7 @@ class _Application:
     drain_seconds: float
     conflict_retries: int
     service_checks: int
+    wait_removed: bool
     started: float = field(default_factory=time.monotonic)
     phases: dict[str, float] = field(default_factory=dict)
     pods: dict[str, str] = field(default_factory=dict)
@@ -282,7 +291,12 @@ class _Application:
         if timeout is None:
             timeout = spec.termination_grace_seconds + 30.0
         self.removed, self.warnings = deployments.remove_deployments(
-            self.kube, self.plan.remove, node=spec.node, model_id=spec.model_id, timeout=timeout
+            self.kube,
+            self.plan.remove,
+            node=spec.node,
+            model_id=spec.model_id,
+            timeout=timeout,
+            wait_gone=self.wait_removed,
         )
 
     def failure(self, phase: str, exc: BaseException) -> PodSwitchError:

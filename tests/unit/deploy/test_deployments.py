@@ -181,22 +181,56 @@ def old_pod() -> dict:
     return pod
 
 
-def test_old_deployments_are_deleted_and_their_pods_awaited(api: RecordedApi):
+@pytest.mark.parametrize(
+    ("wait_gone", "propagation"), [(False, "Background"), (True, "Foreground")]
+)
+def test_old_deployments_are_deleted_and_their_pods_awaited(
+    api: RecordedApi, wait_gone: bool, propagation: str
+):
     api.answer("delete_namespaced_deployment", {}, api_error(404, "gone"), api_error(403, "no"))
     api.answer("list_namespaced_pod", listing(load("pod-ready.yaml")))
 
     removed, warnings = remove_deployments(
-        api.kube(), [OLD, "already-gone", "forbidden"], node="edge-1", model_id="model-b", timeout=5
+        api.kube(),
+        [OLD, "already-gone", "forbidden"],
+        node="edge-1",
+        model_id="model-b",
+        timeout=5,
+        wait_gone=wait_gone,
     )
 
     assert removed == (OLD, "already-gone")
     assert warnings == ("Deployment forbidden was not deleted: 403 Forbidden: no",)
     assert {kw["propagation_policy"] for _, kw in api.called("delete_namespaced_deployment")} == {
-        "Foreground"
+        propagation
     }
     ((_, kwargs),) = api.called("list_namespaced_pod")
     assert kwargs["label_selector"] == (
         "app.kubernetes.io/name=edgecast-predictor,edgecast.io/node=edge-1"
+    )
+
+
+def terminating(pod: dict) -> dict:
+    pod["metadata"]["deletionTimestamp"] = "2026-12-03T03:00:00Z"
+    return pod
+
+
+def test_a_terminating_old_pod_ends_the_cleanup_unless_it_must_be_gone(api: RecordedApi):
+    api.answer("delete_namespaced_deployment", {}, {})
+    api.answer("list_namespaced_pod", listing(load("pod-ready.yaml"), terminating(old_pod())))
+
+    assert remove_deployments(api.kube(), [OLD], node="edge-1", model_id="model-b", timeout=0) == (
+        (OLD,),
+        (),
+    )
+    removed, warnings = remove_deployments(
+        api.kube(), [OLD], node="edge-1", model_id="model-b", timeout=0, wait_gone=True
+    )
+    assert removed == (OLD,)
+    assert warnings == (
+        "old predictor pods predictor-edge-1-73f95cf180-6d9c7b8f5d-h4j6k were still present 0s "
+        "after their Deployments were deleted (waited for no pod of node edge-1 but model "
+        "model-b's)",
     )
 
 
@@ -210,9 +244,9 @@ def test_old_pods_outliving_the_cleanup_timeout_are_a_warning(api: RecordedApi):
 
     assert removed == (OLD,)
     assert warnings == (
-        "old predictor pods predictor-edge-1-73f95cf180-6d9c7b8f5d-h4j6k were still present 0s "
-        "after their Deployments were deleted (waited for no pod of node edge-1 but model "
-        "model-b's)",
+        "old predictor pods predictor-edge-1-73f95cf180-6d9c7b8f5d-h4j6k were still not "
+        "terminating 0s after their Deployments were deleted (waited for no pod of node edge-1 "
+        "but model model-b's to be left running)",
     )
 
 

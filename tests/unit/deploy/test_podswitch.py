@@ -70,8 +70,9 @@ def test_the_phases_run_in_order_and_the_old_deployment_goes(api: RecordedApi):
         "delete_namespaced_deployment",
         "list_namespaced_pod",
     ]
+    # The old Deployment goes at once; its pod finishes its graceful exit on its own.
     ((args, kwargs),) = api.called("delete_namespaced_deployment")
-    assert (args, kwargs["propagation_policy"]) == ((A.deployment,), "Foreground")
+    assert (args, kwargs["propagation_policy"]) == ((A.deployment,), "Background")
 
 
 def test_a_plan_without_changes_makes_no_call(api: RecordedApi):
