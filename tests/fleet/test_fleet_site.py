@@ -217,7 +217,14 @@ def test_a_rollout_one_node_at_a_time_under_load_fails_no_request(
             "-e", "rollout_serial=1", timeout=900,
         )  # fmt: skip
         took = time.monotonic() - started
-        time.sleep(2)
+        # The playbook ends once the old pods are terminating; each load's kept-alive
+        # connection moves to the new model when its old pod closes it, in its graceful exit.
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not all(
+            (last := load.records()) and last[-1].get("model_id") == new
+            for load in running.values()
+        ):
+            time.sleep(0.5)
     finally:
         records = stop_all(running)
     assert result.rc == 0, result.tail(6000)
