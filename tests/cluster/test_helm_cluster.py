@@ -22,7 +22,7 @@ import yaml
 
 from edgecast_harness.bodies import window_from_data
 from edgecast_harness.bundles import TrainedStore
-from edgecast_harness.cluster import Cluster, edge_inventory
+from edgecast_harness.cluster import Cluster, edge_inventory, wait_for
 from edgecast_harness.helm import CHART, helm, helm_binary
 from edgecast_harness.images import REVISION, BuiltImage
 from edgecast_harness.load_client import LoadProcess
@@ -175,7 +175,12 @@ def test_a_rollout_switches_the_chart_managed_node_and_helm_upgrade_keeps_it(
             timeout=600,
         )
         assert result.rc == 0, result.tail(8000)
-        time.sleep(1.0)
+        # The playbook ends once the old pod is terminating; it finishes its exit under load.
+        wait_for(
+            "the old pod to finish its graceful exit",
+            lambda: list(chart_node.pods().values()) == [second],
+            timeout=90,
+        )
     done, failed = load.records(), load.failed()
     assert not failed, f"{len(failed)} of {len(done)} requests failed: {failed[:5]}"
     assert chart_node.serving() == second
