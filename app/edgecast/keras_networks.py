@@ -12,10 +12,11 @@ only its weights, as constant tensors. So:
 * XLA fuses the network's thirty-odd small ops into one kernel run on the calling thread, where
   TensorFlow's executor hands each op to its thread pools: a one-case forecast costs about half.
 
-XLA compiles once per batch size (a few hundred ms), so the one-case call and batches of
-``CHUNK`` cases are compiled with the network, and larger or smaller batches run in chunks of
-``CHUNK``, the last one padded. Where XLA cannot compile, the network runs on TensorFlow's
-executor (the same function, without ``jit_compile``).
+XLA compiles once per batch size (a few hundred ms), so calls on 1, ``BATCH`` and ``CHUNK``
+cases are compiled with the network: up to ``BATCH`` cases (concurrent requests, see
+``CaseBatcher``) run padded to ``BATCH``, more in chunks of ``CHUNK``, the last one padded.
+Where XLA cannot compile, the network runs on TensorFlow's executor (the same function, without
+``jit_compile``).
 """
 
 from __future__ import annotations
