@@ -246,7 +246,7 @@ class CompiledNetworks:
             if network is None:
                 network = self._build(config)
                 self.built += 1
-                log.info("keras network: compiled for this architecture")
+                log.debug("keras network: compiled for this architecture")
                 self._networks[config] = network
                 if len(self._networks) > MAX_ARCHITECTURES:
                     self._networks.popitem(last=False)

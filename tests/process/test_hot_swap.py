@@ -114,12 +114,10 @@ def test_hot_swap_under_load_from_another_process(trained_store, start_predictor
     assert f'edgecast_model_swaps_total{{result="loaded"}} {float(SWAPS)}' in metrics
 
 
-def test_keras_swaps_share_the_compiled_network_and_each_model_keeps_its_own_forecasts(
-    trained_store, start_predictor
-):
-    """Models of one architecture share one compiled network, each on weights of its own, so a
-    model swapped out, rolled back to or swapped in again forecasts exactly what it forecast
-    before."""
+def test_keras_swaps_keep_each_model_s_own_forecasts(trained_store, start_predictor):
+    """Models of one architecture share one compiled network (tests/unit/test_keras_networks.py),
+    each on weights of its own, so a model swapped out, rolled back to or swapped in again
+    forecasts exactly what it forecast before."""
     first, second = trained_store.model_ids
     predictor = start_predictor(
         trained_store.root, "--model-id", first, "--runtime", "keras", admin=True
@@ -146,7 +144,5 @@ def test_keras_swaps_share_the_compiled_network_and_each_model_keeps_its_own_for
         assert model_id == expected
         assert forecast == forecasts.setdefault(model_id, forecast), (path, model_id)
     assert forecasts[first] != forecasts[second]
-    # The network was compiled once, for the first model; no swap compiled another.
     log = predictor.log()
-    assert log.count("keras network: compiled for this architecture") == 1, log
     assert "XLA cannot compile" not in log, log
