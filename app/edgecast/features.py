@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from edgecast.architecture import SBNConfig
-from edgecast.calendar import calendar_features, horizon_timestamps
+from edgecast.calendar import horizon_calendar
 
 
 class ScalingError(ValueError):
@@ -79,9 +79,14 @@ def load_frame(
     if config.normalization == "global":
         return np.full((n, 1), scaling.load_mean), np.full((n, 1), scaling.load_std)
     recent = loads[:, -min(FRAME_HOURS, config.window) :]
-    level = recent.mean(axis=1, keepdims=True)
-    spread = np.maximum(recent.std(axis=1, keepdims=True), MIN_SPREAD * scaling.load_std)
-    return level, spread
+    hours = recent.shape[1]
+    # numpy's mean and std, step for step (the same reductions, so the same bits), without
+    # their Python wrappers, and the mean computed once: this runs on every prediction.
+    level = recent.sum(axis=1, keepdims=True) / hours
+    deviation = recent - level
+    np.multiply(deviation, deviation, out=deviation)
+    spread = np.sqrt(deviation.sum(axis=1, keepdims=True) / hours)
+    return level, np.maximum(spread, MIN_SPREAD * scaling.load_std)
 
 
 def model_inputs(
@@ -90,14 +95,14 @@ def model_inputs(
     loads: np.ndarray,
     last_timestamps: np.ndarray,
     temperatures: np.ndarray | None = None,
+    frame: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Inputs for a batch: loads (n, window) in kWh, last_timestamps (n,) epoch seconds."""
-    level, spread = load_frame(config, scaling, loads)
+    """Inputs for a batch: loads (n, window) in kWh, last_timestamps (n,) epoch seconds;
+    ``frame``: the loads' ``load_frame``, when the caller has it already."""
+    level, spread = frame if frame is not None else load_frame(config, scaling, loads)
     inputs = {
         "load": ((loads - level) / spread).astype(np.float32),
-        "calendar": calendar_features(horizon_timestamps(last_timestamps, config.horizon)).astype(
-            np.float32
-        ),
+        "calendar": horizon_calendar(last_timestamps, config.horizon),
     }
     if config.use_temperature:
         if temperatures is None:
@@ -109,10 +114,15 @@ def model_inputs(
 
 
 def to_kwh(
-    config: SBNConfig, scaling: Scaling, loads: np.ndarray, outputs: np.ndarray
+    config: SBNConfig,
+    scaling: Scaling,
+    loads: np.ndarray,
+    outputs: np.ndarray,
+    frame: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """The network's outputs for the windows ``loads`` back in kWh (the inverse of the frame)."""
-    level, spread = load_frame(config, scaling, loads)
+    """The network's outputs for the windows ``loads`` back in kWh (the inverse of the frame);
+    ``frame``: the loads' ``load_frame``, when the caller has it already."""
+    level, spread = frame if frame is not None else load_frame(config, scaling, loads)
     return outputs.astype(np.float64) * spread + level
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgecast.bundle import Bundle, BundleError
-from edgecast.features import model_inputs, to_kwh
+from edgecast.features import load_frame, model_inputs, to_kwh
 from edgecast.runtimes import Runtime, create_runtime
 from edgecast.store_rules import shown
 
@@ -55,8 +55,11 @@ class Forecaster:
         last_timestamps: np.ndarray,
         temperatures: np.ndarray | None = None,
     ) -> np.ndarray:
-        inputs = model_inputs(self.config, self.scaling, loads, last_timestamps, temperatures)
-        return to_kwh(self.config, self.scaling, loads, self.runtime.predict(inputs))
+        frame = load_frame(self.config, self.scaling, loads)
+        inputs = model_inputs(
+            self.config, self.scaling, loads, last_timestamps, temperatures, frame=frame
+        )
+        return to_kwh(self.config, self.scaling, loads, self.runtime.predict(inputs), frame=frame)
 
     def forecast(
         self, loads: np.ndarray, last_timestamp: int, temperatures: np.ndarray | None = None

@@ -9,7 +9,7 @@ import pytest
 
 from edgecast.architecture import ArchitectureError, SBNConfig, expected_weight_shapes, step_indices
 from edgecast.baselines import LinearBaseline, seasonal_naive
-from edgecast.calendar import calendar_features, horizon_timestamps
+from edgecast.calendar import calendar_features, horizon_calendar, horizon_timestamps
 from edgecast.metrics import accuracy
 
 
@@ -43,6 +43,20 @@ def test_calendar_features_are_those_of_the_formula_at_every_hour():
         axis=-1,
     )
     assert np.array_equal(calendar_features(hours * 3600), formula)
+
+
+@pytest.mark.parametrize("shape", [(1,), (7,), (3, 5)])
+@pytest.mark.parametrize("horizon", [1, 24, 200])
+def test_the_horizons_calendar_is_the_features_of_its_timestamps(
+    shape: tuple[int, ...], horizon: int
+) -> None:
+    """The network's calendar input, looked up in one step, equals the features of each
+    horizon timestamp (off the hour and before 1970 too)."""
+    last = np.random.default_rng(horizon).integers(-(10**9), 2 * 10**9, size=shape)
+    expected = calendar_features(horizon_timestamps(last, horizon)).astype(np.float32)
+    got = horizon_calendar(last, horizon)
+    assert got.dtype == np.float32 and got.shape == (*shape, horizon, 5)
+    assert np.array_equal(got, expected)
 
 
 def test_lags_point_at_the_same_hour_on_previous_days():

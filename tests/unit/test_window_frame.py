@@ -63,3 +63,28 @@ def test_architecture_version_1_is_read_as_the_global_frame_and_version_2_names_
         SBNConfig.from_dict(WINDOW.to_dict() | {"version": 3})
     with pytest.raises(ArchitectureError, match="not one of global, window"):
         SBNConfig(normalization="median")
+
+
+@pytest.mark.parametrize("shape", [(1, 600), (5, 600), (3, 1000), (2, 400)])
+def test_the_frame_is_numpys_mean_and_std_bit_for_bit(shape: tuple[int, int]) -> None:
+    """The frame skips numpy's Python wrappers; the bundles' reference outputs were made with
+    mean and std, so the frame must not move by a single bit."""
+    rng = np.random.default_rng(shape[0])
+    loads = rng.random(shape) * 300 + rng.integers(0, 5000)
+    config = SBNConfig(normalization="window", window=shape[1])
+    recent = loads[:, -min(168, shape[1]) :]
+    level, spread = load_frame(config, SCALING, loads)
+    assert np.array_equal(level, recent.mean(axis=1, keepdims=True))
+    assert np.array_equal(spread, np.maximum(recent.std(axis=1, keepdims=True), 0.5))
+
+
+def test_a_frame_given_by_the_caller_gives_the_same_inputs_and_kwh() -> None:
+    loads, stamps = windows(), np.array([1_500_000_000 - 3600] * 3)
+    outputs = np.random.default_rng(2).normal(size=(3, 24)).astype(np.float32)
+    frame = load_frame(WINDOW, SCALING, loads)
+    for name, array in model_inputs(WINDOW, SCALING, loads, stamps, frame=frame).items():
+        assert np.array_equal(array, model_inputs(WINDOW, SCALING, loads, stamps)[name])
+    assert np.array_equal(
+        to_kwh(WINDOW, SCALING, loads, outputs, frame=frame),
+        to_kwh(WINDOW, SCALING, loads, outputs),
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -109,10 +110,13 @@ def _numbers(name: str, value: object, length: int, *, non_negative: bool) -> np
         array = np.array(value, dtype=np.float64)
     except OverflowError:
         raise RequestError(f"'{name}' holds an integer too large for a number") from None
-    bad = ~np.isfinite(array)
-    if bad.any():
+    # Two reductions settle the common case (a NaN makes both comparisons false); the element
+    # at fault is looked for only in a request that is refused.
+    low, high = array.min(), array.max()
+    if not -math.inf < low <= high < math.inf:
+        bad = ~np.isfinite(array)
         raise RequestError(f"'{name}[{int(np.argmax(bad))}]' is not a finite number")
-    if non_negative and (array < 0).any():
+    if non_negative and low < 0:
         raise RequestError(f"'{name}[{int(np.argmax(array < 0))}]' is negative")
     return array
 
