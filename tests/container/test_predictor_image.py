@@ -51,6 +51,7 @@ print(json.dumps({{
     "pandas": importlib.util.find_spec("pandas") is not None,
     "build_dir": os.path.exists("/build"),
     "uid": os.getuid(),
+    "usable_cpus": __import__("edgecast.predictor.threads").predictor.threads.usable_cpus(),
 }}))
 """
 
@@ -153,6 +154,8 @@ def test_the_image_serves_a_forecast_run_as_the_deployment_runs_it(
         "ALL",
         "--security-opt",
         "no-new-privileges",
+        "--cpus",  # a CPU limit, as a pod's: the predictor reads its cgroup quota
+        "1",
         "--tmpfs",
         f"{mounts['tmp']['mountPath']}:size=64m",
         "--volume",
@@ -182,6 +185,7 @@ def test_the_image_serves_a_forecast_run_as_the_deployment_runs_it(
         assert inside["versions"] == {n: pins[n] for n in SERVING_PINS}
         assert (inside["tensorflow"], inside["build_dir"], inside["uid"]) == (False, False, 10001)
         assert inside["pandas"] is False  # the predictor never reads the data archive
+        assert inside["usable_cpus"] == 1  # --cpus 1, whatever the host has
 
         # SIGTERM as the kubelet sends it: the predictor drains and exits 0.
         docker("stop", "--time", "60", name, timeout=120)

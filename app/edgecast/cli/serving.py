@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edgecast.cli.options import DEFAULT_STORE, add_parity_limits
 from edgecast.data import DEFAULT_DATA_DIR, load_building
+from edgecast.predictor.threads import default_threads
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -35,7 +36,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             max_body_bytes=args.max_body_bytes,
             host=args.host,
             port=args.port,
-            threads=args.threads,
+            threads=args.threads if args.threads is not None else default_threads(),
             shutdown_delay_s=args.shutdown_delay,
             drain_timeout_s=args.drain_timeout,
             connection_limit=args.connection_limit,
@@ -126,7 +127,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--threads", type=int, default=4, help="prediction threads (default 4)")
+    serve.add_argument(
+        "--threads",
+        type=int,
+        help=f"prediction threads (default: one per usable CPU, 2 to 4; {default_threads()} here)",
+    )
     serve.add_argument(
         "--max-body-bytes",
         type=int,

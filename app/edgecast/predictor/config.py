@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgecast.bundle import DEFAULT_PARITY_LIMIT, ParityLimit
 from edgecast.predictor.live_accuracy import DEFAULT_MAX_SERIES
+from edgecast.predictor.threads import MAX_THREADS, default_threads
 from edgecast.predictor.validation import FIRST_YEAR, LAST_YEAR, Years
 from edgecast.runtimes import RUNTIMES
 
@@ -30,7 +31,7 @@ class PredictorConfig:
     max_body_bytes: int = 64 * 1024
     host: str = "127.0.0.1"
     port: int = 8080
-    threads: int = 4
+    threads: int = field(default_factory=default_threads)
     shutdown_delay_s: float = 0.0
     drain_timeout_s: float = 30.0
     connection_limit: int = 1000
@@ -59,6 +60,8 @@ class PredictorConfig:
             raise ConfigError(f"the admin token must be at least {MIN_TOKEN_LENGTH} characters")
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
+        if not 1 <= self.threads <= MAX_THREADS:
+            raise ConfigError(f"threads must be 1 to {MAX_THREADS}, got {self.threads}")
         if self.connection_limit < 1:
             raise ConfigError("the connection limit must be positive")
         if self.idle_timeout_s <= 0 or self.request_timeout_s <= 0:

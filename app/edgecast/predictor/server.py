@@ -236,10 +236,11 @@ def serve(config: PredictorConfig) -> int:
     signal.signal(signal.SIGINT, shutdown)
     threading.Thread(target=load_initial_model, args=(state,), name="load", daemon=True).start()
     log.info(
-        "listening on http://%s:%s (runtime %s, admin API %s, at most %d connections)",
+        "listening on http://%s:%s (runtime %s, %d threads, admin API %s, at most %d connections)",
         config.host,
         server.effective_port,
         config.runtime,
+        config.threads,
         "on" if config.admin_token else "off",
         config.connection_limit,
     )
