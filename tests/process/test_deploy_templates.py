@@ -242,7 +242,12 @@ def test_role_variables_reach_probes_and_shutdown(tmp_path):
     assert container["image"] == "edgecast-predictor:0.1.0-arm64"
     assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "7"]
     assert pod["terminationGracePeriodSeconds"] == 60
-    assert container["startupProbe"]["failureThreshold"] == 120
+    assert container["livenessProbe"]["initialDelaySeconds"] == 120
+    # Readiness is probed from the start (no startupProbe holds it back).
+    assert (
+        "startupProbe" not in container
+        and "initialDelaySeconds" not in (container["readinessProbe"])
+    )
     assert container["args"][container["args"].index("--runtime") + 1] == "keras"
     assert "--admin-token-file" in container["args"]
     assert manifests["service"]["spec"]["type"] == "NodePort"
