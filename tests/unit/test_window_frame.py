@@ -65,12 +65,15 @@ def test_architecture_version_1_is_read_as_the_global_frame_and_version_2_names_
         SBNConfig(normalization="median")
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape", [(1, 600), (5, 600), (3, 1000), (2, 400)])
-def test_the_frame_is_numpys_mean_and_std_bit_for_bit(shape: tuple[int, int]) -> None:
+def test_the_frame_is_numpys_mean_and_std_bit_for_bit(
+    shape: tuple[int, int], dtype: type[np.floating]
+) -> None:
     """The frame skips numpy's Python wrappers; the bundles' reference outputs were made with
     mean and std, so the frame must not move by a single bit."""
     rng = np.random.default_rng(shape[0])
-    loads = rng.random(shape) * 300 + rng.integers(0, 5000)
+    loads = (rng.random(shape) * 300 + rng.integers(0, 5000)).astype(dtype)
     config = SBNConfig(normalization="window", window=shape[1])
     recent = loads[:, -min(168, shape[1]) :]
     level, spread = load_frame(config, SCALING, loads)
