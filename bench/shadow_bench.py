@@ -56,7 +56,9 @@ def bench(runtime: str, store: Path, ids: list[str], body: bytes, args: argparse
     with tempfile.TemporaryDirectory(prefix="edgecast-shadow-bench-") as tmp:
         launcher = PredictorLauncher(Path(tmp))
         try:
-            common = ("--model-id", serving, "--runtime", runtime)
+            common: tuple[str, ...] = ("--model-id", serving, "--runtime", runtime)
+            if args.threads is not None:
+                common += ("--threads", str(args.threads))
             predictors = {
                 "plain": launcher.start(store, *common),
                 "shadow": launcher.start(store, *common, "--shadow-model-id", partner),
@@ -90,7 +92,7 @@ def bench(runtime: str, store: Path, ids: list[str], body: bytes, args: argparse
     }
     plain, shadow = median["plain"], median["shadow"]
     ratios = {key: shadow[key] / plain[key] for key in plain}
-    print(f"\n  medians over {args.rounds} rounds (shadow / plain):")
+    print(f"\n  medians over {args.rounds} rounds (plain, shadow, shadow / plain):")
     for key, label in (
         ("p50", "1 client p50 ms"),
         ("p99", "1 client p99 ms"),
@@ -113,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--duration", type=float, default=5.0, help="4-client run, seconds")
+    parser.add_argument("--threads", type=int, help="prediction threads (default: the server's)")
     parser.add_argument("--building", default="b13")
     parser.add_argument("--end", default="2017-12-20 23:00")
     args = parser.parse_args(argv)
