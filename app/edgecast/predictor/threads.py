@@ -38,9 +38,10 @@ def _cgroup_cpu_quota() -> float | None:
 
 def usable_cpus() -> int:
     """The CPUs this process may run on (its affinity), lowered by a cgroup CPU quota."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    affinity = getattr(os, "sched_getaffinity", None)
+    cpus = len(affinity(0)) if affinity else os.cpu_count() or 1
     quota = _cgroup_cpu_quota()
-    return max(1, min(cpus or 1, math.ceil(quota) if quota else cpus or 1))
+    return min(cpus, math.ceil(quota)) if quota else cpus
 
 
 def default_threads() -> int:
