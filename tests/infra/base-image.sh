@@ -4,8 +4,10 @@
 # outside the clone (EDGECAST_CACHE, default ~/.cache/edgecast), so later runs only import it.
 # Usage: base-image.sh ARCH [slim|systemd|docker|nopython|ubuntu-bionic]   ARCH: amd64 | arm64 | armhf
 # Flavours: slim is the plain root trimmed as Docker's Debian -slim images are (no apt lists or
-# caches, no documentation but the copyright files, no man pages, no translations), the stand-in
-# for python:3.11-slim-bookworm wherever an image's size is measured; systemd boots /sbin/init;
+# caches, no documentation but the copyright files, no man pages, no translations) and its Python
+# as python:3.11-slim-bookworm's (no bytecode, no test suites), the stand-in for that image
+# wherever an image's size is measured; its tarball and image carry the digest of the trimming
+# (trim_slim below), so a changed trimming is rebuilt, not taken from the cache; systemd boots /sbin/init;
 # docker is systemd with Debian's Docker Engine (docker.io, without Recommends) already installed, for the Molecule nodes that need an engine but do not
 # test its installation (docker_engine's own scenario installs it for real). nopython has no
 # Python at all, as a host before playbooks/bootstrap-python.yml gave it one. ubuntu-bionic is
@@ -36,7 +38,23 @@ esac
 tag=local/$distribution-$arch${flavour:+-$flavour}:$suite
 no_import=${EDGECAST_BASE_IMAGE_NO_IMPORT:-0}
 mkdir -p "$cache"
-tarball=$cache/$distribution-$arch${flavour:+-$flavour}-$suite.tar
+# What the slim flavour removes from the plain root ($1): the files Docker's Debian -slim images
+# leave out, and what python:3.11-slim-bookworm removes from its Python (every .pyc and the test
+# suites: it keeps the sources only).
+trim_slim() {
+  rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/* "$1"/usr/share/man \
+    "$1"/usr/share/info "$1"/usr/share/lintian
+  find "$1/usr/share/doc" -mindepth 1 -type f ! -name copyright -delete
+  find "$1/usr/share/doc" -mindepth 1 -type d -empty -delete
+  find "$1/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
+  find "$1"/usr/lib/python3* -depth \
+    \( \( -type d \( -name __pycache__ -o -name test -o -name tests -o -name idle_test \) \) \
+    -o \( -type f \( -name '*.pyc' -o -name '*.pyo' \) \) \) -exec rm -rf {} +
+}
+# The recipe's digest names the cached tarball and labels the image (slim only).
+recipe=''
+[ "$flavour" != slim ] || recipe=$(declare -f trim_slim | sha256sum | cut -c1-12)
+tarball=$cache/$distribution-$arch${flavour:+-$flavour}${recipe:+-$recipe}-$suite.tar
 # The image's platform as Docker names it: `docker run/build --platform linux/arm64` finds the
 # arm64 image locally only when its configuration says arm64.
 case $arch in
@@ -49,7 +67,9 @@ already_there() {
   if [ "$no_import" = 1 ]; then
     [ -s "$tarball" ]
   else
-    [ "$(docker image inspect --format '{{.Architecture}}' "$tag" 2>/dev/null)" = "$platform_arch" ]
+    [ "$(docker image inspect --format \
+      '{{.Architecture}} {{index .Config.Labels "io.edgecast.recipe"}}' "$tag" 2>/dev/null)" \
+      = "$platform_arch $recipe" ]
   fi
 }
 # `docker import` records the daemon's own architecture (its --platform needs an experimental
@@ -148,11 +168,7 @@ if [ ! -s "$tarball" ]; then
     # The plain root (made first if need be), trimmed: no second debootstrap.
     EDGECAST_BASE_IMAGE_NO_IMPORT=1 bash "$0" "$arch" >/dev/null
     tar -C "$root" -xf "$cache/$distribution-$arch-$suite.tar"
-    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/* "$root"/usr/share/man \
-      "$root"/usr/share/info "$root"/usr/share/lintian
-    find "$root/usr/share/doc" -mindepth 1 -type f ! -name copyright -delete
-    find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete
-    find "$root/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
+    trim_slim "$root"
   elif [ "$distribution" = ubuntu ]; then
     default_mirror=http://archive.ubuntu.com/ubuntu
     [ "$arch" = amd64 ] || default_mirror=http://ports.ubuntu.com/ubuntu-ports
@@ -169,7 +185,7 @@ if [ ! -s "$tarball" ]; then
   mv "$tarball.tmp" "$tarball"
 fi
 if [ "$no_import" != 1 ]; then
-  docker import "$tarball" "$tag" >/dev/null
+  docker import ${recipe:+--change "LABEL io.edgecast.recipe=$recipe"} "$tarball" "$tag" >/dev/null
   [ "$platform_arch" = amd64 ] || set_platform
 fi
 echo "$tag"
