@@ -25,7 +25,14 @@ from edgecast_harness.bodies import window_from_data
 from edgecast_harness.bundles import TrainedStore
 from edgecast_harness.docker import AMD64_BASE_IMAGE as BASE_IMAGE
 from edgecast_harness.docker import docker
-from edgecast_harness.images import PLAYBOOK, REVISION, BuiltImage, local_edge_inventory
+from edgecast_harness.images import (
+    BUILD_STAGE_LABEL,
+    HOST_CA_BUNDLE,
+    PLAYBOOK,
+    REVISION,
+    BuiltImage,
+    local_edge_inventory,
+)
 from edgecast_harness.paths import REPO
 from edgecast_harness.playbook import PlaybookRun, run_playbook
 from edgecast_harness.ports import free_port
@@ -220,6 +227,67 @@ def test_a_code_change_rebuilds_and_removes_the_replaced_image(built_image: Buil
         "import edgecast.store, inspect; print(inspect.getsource(edgecast.store)[-10:])",
     ).stdout
     assert "# changed" in installed
+
+
+def test_a_base_image_changed_under_its_tag_rebuilds_the_image(tmp_path: Path) -> None:
+    # As a patched python:3.11-slim-bookworm pulled onto the node: the same tag names another
+    # image. Here two images of this machine's Debian base that differ by a label, in turn.
+    token = secrets.token_hex(4)
+    base = f"local/edgecast-test-base:{token}"
+    ref = f"edgecast-predictor:test-base-{token}"
+    bases: list[str] = []
+
+    def tag_base(generation: str) -> None:
+        folder = tmp_path / f"base-{generation}"
+        folder.mkdir()
+        (folder / "Dockerfile").write_text(
+            f"FROM {BASE_IMAGE}\nLABEL io.edgecast.test-base-generation={generation}\n"
+        )
+        bases.append(docker("build", "--quiet", "--tag", base, str(folder)).stdout.strip())
+
+    variables = {
+        "predictor_image_tag": ref.split(":", 1)[1],
+        "predictor_image_base_image": base,
+        "predictor_image_extra_ca_bundle": HOST_CA_BUNDLE,
+        "predictor_image_source_dir": str(REPO / "app"),
+        "predictor_image_build_dir": str(tmp_path / "context"),
+        "predictor_image_revision": REVISION,
+    }
+    (tmp_path / "vars.json").write_text(json.dumps(variables))
+    inventory = local_edge_inventory(tmp_path)
+
+    def run_role() -> PlaybookRun:
+        return run_playbook(PLAYBOOK, "-i", str(inventory), "-e", f"@{tmp_path / 'vars.json'}")
+
+    def built() -> tuple[str, dict[str, str]]:
+        image = json.loads(docker("image", "inspect", ref).stdout)[0]
+        return image["Id"], image["Config"]["Labels"]
+
+    try:
+        tag_base("1")
+        run_role()
+        first_id, first_labels = built()
+        assert first_labels["io.edgecast.test-base-generation"] == "1"
+        assert run_role().changed("localhost") == 0
+
+        tag_base("2")
+        # Check mode never builds: the image stays as it is.
+        run_playbook(PLAYBOOK, "-i", str(inventory), "-e", f"@{tmp_path / 'vars.json'}", "--check")
+        assert built()[0] == first_id
+        rebuilt = run_role()
+        assert rebuilt.changed("localhost") >= 1, rebuilt.tail()
+        second_id, second_labels = built()
+        assert second_id != first_id
+        assert second_labels["io.edgecast.test-base-generation"] == "2"
+        # The digest (the default tag's suffix) follows the base; the replaced image is gone.
+        assert second_labels[DIGEST_LABEL] != first_labels[DIGEST_LABEL]
+        assert docker("image", "inspect", first_id, check=False).returncode != 0
+        assert run_role().changed("localhost") == 0
+    finally:
+        docker("image", "rm", "--force", ref, base, *bases, check=False)
+        docker(
+            "image", "prune", "--force", "--filter", f"label={BUILD_STAGE_LABEL}={ref}", check=False
+        )
 
 
 def wait_ready(name: str, url: str, timeout: float = 180) -> None:
