@@ -271,8 +271,13 @@ def test_a_base_image_changed_under_its_tag_rebuilds_the_image(tmp_path: Path) -
         assert run_role().changed("localhost") == 0
 
         tag_base("2")
-        # Check mode never builds: the image stays as it is.
-        run_playbook(PLAYBOOK, "-i", str(inventory), "-e", f"@{tmp_path / 'vars.json'}", "--check")
+        # Check mode says a build is due, and never builds: the image stays as it is.
+        checked = run_playbook(
+            PLAYBOOK, "-i", str(inventory), "-e", f"@{tmp_path / 'vars.json'}", "--check"
+        )
+        assert checked.changed("localhost") == 1, checked.tail()
+        said = " ".join(checked.stdout.split())
+        assert "would be built: its build context or its base image changed" in said, said[-3000:]
         assert built()[0] == first_id
         rebuilt = run_role()
         assert rebuilt.changed("localhost") >= 1, rebuilt.tail()
