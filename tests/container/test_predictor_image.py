@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import sys
 import time
 import tomllib
 from pathlib import Path
@@ -327,37 +328,75 @@ def render_only(tmp_path: Path, group: str, **extra: str) -> PlaybookRun:
     )
 
 
-@pytest.mark.parametrize(
-    ("group", "l4t_release", "base"),
-    [
-        ("rpi", None, "python:3.11-slim-bookworm"),
-        # The default Jetson image is the rpi one: LiteRT on the CPU needs no L4T base.
-        ("jetson", "r32.4.3", "python:3.11-slim-bookworm"),
-        # With predictor_image_jetson_base=l4t, the published base of the release's line or major.
-        ("jetson-l4t", "r32.4.3", "nvcr.io/nvidia/l4t-base:r32.4.3"),
-        ("jetson-l4t", "r32.5.1", "nvcr.io/nvidia/l4t-base:r32.5.0"),
-        ("jetson-l4t", "r32.7.5", "nvcr.io/nvidia/l4t-base:r32.7.1"),
-        ("jetson-l4t", "r35.4.1", "nvcr.io/nvidia/l4t-base:r35.4.1"),
-        ("jetson-l4t", "r35.2.1", "nvcr.io/nvidia/l4t-base:r35.2.1"),
-        ("jetson-l4t", "r36.4.3", "nvcr.io/nvidia/l4t-jetpack:r36.4.0"),
-    ],
-)
+# (group, L4T release, the base the Dockerfile must name), one inventory host per case.
+RENDER_CASES = {
+    "rpi": ("rpi", None, "python:3.11-slim-bookworm"),
+    # The default Jetson image is the rpi one: LiteRT on the CPU needs no L4T base.
+    "jetson": ("jetson", "r32.4.3", "python:3.11-slim-bookworm"),
+    # With predictor_image_jetson_base=l4t, the published base of the release's line or major.
+    "l4t-r32-4-3": ("jetson-l4t", "r32.4.3", "nvcr.io/nvidia/l4t-base:r32.4.3"),
+    "l4t-r32-5-1": ("jetson-l4t", "r32.5.1", "nvcr.io/nvidia/l4t-base:r32.5.0"),
+    "l4t-r32-7-5": ("jetson-l4t", "r32.7.5", "nvcr.io/nvidia/l4t-base:r32.7.1"),
+    "l4t-r35-4-1": ("jetson-l4t", "r35.4.1", "nvcr.io/nvidia/l4t-base:r35.4.1"),
+    "l4t-r35-2-1": ("jetson-l4t", "r35.2.1", "nvcr.io/nvidia/l4t-base:r35.2.1"),
+    "l4t-r36-4-3": ("jetson-l4t", "r36.4.3", "nvcr.io/nvidia/l4t-jetpack:r36.4.0"),
+}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PlaybookRun]:
+    """One render-only run of the role (no build) for every case, each an image for aarch64:
+    each inventory host is this machine, with the case's group and L4T release and its own
+    build folder. One run instead of one per case: the role's start-up is most of its time."""
+    work = tmp_path_factory.mktemp("render-only")
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    hosts: dict[str, dict[str, object]] = {}
+    groups: dict[str, dict[str, dict[str, object]]] = {"rpi": {}, "jetson": {}}
+    for name, (group, l4t_release, _) in RENDER_CASES.items():
+        host: dict[str, object] = {
+            **local,
+            "predictor_image_architecture": "aarch64",
+            "predictor_image_build_dir": str(work / name / "context"),
+        }
+        if l4t_release:
+            host["jetson_runtime_l4t_release"] = l4t_release
+        if group == "jetson-l4t":
+            group, host["predictor_image_jetson_base"] = "jetson", "l4t"
+        hosts[name] = host
+        groups[group].setdefault("hosts", {})[name] = {}
+    inventory = work / "inventory.yml"
+    inventory.write_text(
+        json.dumps(
+            {
+                "all": {
+                    "children": {"edge": {"hosts": hosts, "children": groups}},
+                    "vars": {"edgecast_deployment": "k3s", "k3s_container_runtime": "docker"},
+                }
+            }
+        )
+    )
+    variables = {"predictor_image_build": False, "predictor_image_revision": REVISION}
+    output = run_playbook(
+        PLAYBOOK, "-i", str(inventory), "-e", json.dumps(variables), check=False, timeout=600
+    )
+    return work, output
+
+
+@pytest.mark.parametrize("case", list(RENDER_CASES))
 def test_render_only_dockerfile_of_the_profile_uses_the_right_base(
-    group: str, l4t_release: str | None, base: str, tmp_path: Path
+    case: str, rendered: tuple[Path, PlaybookRun]
 ) -> None:
-    extra: dict[str, str] = {"jetson_runtime_l4t_release": l4t_release} if l4t_release else {}
-    on_l4t = group == "jetson-l4t"
-    if on_l4t:
-        group, extra["predictor_image_jetson_base"] = "jetson", "l4t"
-    output = render_only(tmp_path, group, **extra).assert_ok()
-    assert output.recap("localhost")["failures"] == 0
-    dockerfile = tmp_path / "context" / "Dockerfile"
+    work, output = rendered
+    group, _, base = RENDER_CASES[case]
+    assert output.recap(case)["failures"] == 0, output.tail()
+    dockerfile = work / case / "context" / "Dockerfile"
     assert from_lines(dockerfile) == [f"FROM {base} AS build", f"FROM {base}"]
     text = dockerfile.read_text()
     assert '"/build/app[litert]"' in text
     assert "USER 10001:10001" in text
     assert 'ENTRYPOINT ["/opt/edgecast/bin/edgecast"]' in text
-    assert f'io.edgecast.profile="{group}"' in text
+    on_l4t = group == "jetson-l4t"
+    assert f'io.edgecast.profile="{"jetson" if on_l4t else group}"' in text
     if on_l4t:
         # A standalone CPython 3.11, checked by sha256, makes the virtual environment.
         assert re.search(r'echo "[0-9a-f]{64}  /build/python.tar.gz" \| sha256sum', text)
