@@ -28,7 +28,7 @@ description:
   - Starts the model's predictor Deployment beside the serving one, waits until it is available,
     asks its pod through the API server which model it serves, then patches the node's Service
     selector, waits until the Service's EndpointSlices list only the new pod and the Service
-    answers with the new model, keeps the old pod for O(drain_seconds) and deletes it: the task
+    answers with the new model, keeps the old pod for O(drain_seconds) and deletes it; the task
     ends once the old pod is terminating (out of every Service, finishing its own graceful exit),
     or with O(wait_removed) once it is gone.
   - A node without a Service gets one once the new pod answers (a first deployment).
