@@ -93,6 +93,14 @@ def arm64_image(tmp_path_factory: pytest.TempPathFactory) -> Arm64Image:
     return Arm64Image(REF, inventory, f"@{path}", first, seconds, size_mb)
 
 
+def words_on_aarch64(ref: str, entrypoint: str, script: str) -> list[str]:
+    """What ``ENTRYPOINT -c SCRIPT`` prints in the image on aarch64, without network, as words."""
+    return docker(
+        "run", "--rm", "--platform", "linux/arm64", "--network", "none",
+        "--entrypoint", entrypoint, ref, "-c", script, timeout=300,
+    ).stdout.split()  # fmt: skip
+
+
 def test_the_role_builds_the_rpi_image_for_arm64(arm64_image: Arm64Image) -> None:
     inspect = json.loads(docker("image", "inspect", arm64_image.ref).stdout)[0]
     assert inspect["Architecture"] == "arm64"
@@ -101,15 +109,13 @@ def test_the_role_builds_the_rpi_image_for_arm64(arm64_image: Arm64Image) -> Non
     assert "io.edgecast.context-digest" in labels
     # The template's own checks ran inside the build (LiteRT loads, no TensorFlow); again here,
     # on aarch64, as the predictor's user.
-    out = docker(
-        "run", "--rm", "--platform", "linux/arm64", "--network", "none", "--entrypoint", "sh",
-        arm64_image.ref, "-c",
+    out = words_on_aarch64(
+        arm64_image.ref, "sh",
         "uname -m; python -c 'import ai_edge_litert.interpreter, importlib.util as u; "
         "print(u.find_spec(\"tensorflow\") is None, u.find_spec(\"pip\") is None)'; id -u; "
         "edgecast --help >/dev/null && python -c 'import importlib.metadata as m; "
         "print(m.version(\"edgecast\"))'",
-        timeout=300,
-    ).stdout.split()  # fmt: skip
+    )  # fmt: skip
     # No pip either: the environment reaches the runtime stage without it.
     assert out[:4] == ["aarch64", "True", "True", "10001"], out
     # The package came over from the build stage whole: its entry point and its metadata.
@@ -126,16 +132,14 @@ def test_the_litert_image_meets_its_size_goal_without_losing_what_it_runs(
     assert arm64_image.size_mb <= SIZE_GOAL_MB, arm64_image.size_mb
     # What the build stage left behind (f2py, numpy's build helpers, type stubs) is gone, and
     # what the predictor runs still works on aarch64: numpy's linear algebra through OpenBLAS.
-    out = docker(
-        "run", "--rm", "--platform", "linux/arm64", "--network", "none", "--entrypoint", "python",
-        arm64_image.ref, "-c",
+    out = words_on_aarch64(
+        arm64_image.ref, "python",
         "import importlib.util as u, pathlib, numpy as np, numpy.linalg; "
         "site = pathlib.Path(np.__file__).parents[1]; "
         "print(u.find_spec('numpy.f2py') is None, u.find_spec('numpy.distutils') is None, "
         "next(site.rglob('*.pyi'), None) is None, "
         "bool(np.allclose(np.linalg.solve(np.diag([2.0, 4.0]), [1.0, 1.0]), [0.5, 0.25])))",
-        timeout=300,
-    ).stdout.split()  # fmt: skip
+    )  # fmt: skip
     assert out == ["True", "True", "True", "True"], out
 
 
